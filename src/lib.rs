@@ -1,0 +1,16 @@
+//! `runner` keeps two systems in sync without breaking either.
+//!
+//! A pipeline file (YAML) declares the systems, the streams between them, the source of
+//! truth and field ownership; the interpreter runs it with the unhappy paths handled.
+//!
+//! Modules, in the order data flows through them:
+//! - [`config`]: the pipeline language — model, JSON schema, validation with
+//!   `file:line:col` diagnostics.
+//! - [`template`]: the minijinja environment and static analysis of templates.
+//! - [`cli`]: the `runner` command line; the binary only calls [`cli::main`].
+//! - [`exit`]: exit codes, part of the interface.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod template;

@@ -1,0 +1,110 @@
+//! Templates: the minijinja environment pipelines are rendered with, and the static
+//! analysis `validate` runs on every template (syntax, names used).
+//!
+//! Templates render with strict undefined, so a misspelled name fails loudly at run
+//! time. `validate` goes further and rejects names that cannot exist where the
+//! template is used, which strict undefined alone cannot catch for filters such as
+//! `{{ missing | urlencode }}` (the filter turns undefined into "").
+
+use std::collections::BTreeSet;
+
+use minijinja::{Environment, UndefinedBehavior};
+
+/// The environment every pipeline template is compiled in.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_debug(true);
+    env
+}
+
+/// What a template refers to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateNames {
+    /// Top-level names, e.g. `record`, `env`.
+    pub roots: BTreeSet<String>,
+    /// Dotted names, e.g. `env.CRM_URL`, `secret.API_KEY`.
+    pub dotted: BTreeSet<String>,
+    /// First arguments of `ref('stream', ...)` calls: the streams it depends on.
+    pub refs: BTreeSet<String>,
+}
+
+/// A template that does not parse: the message and the character offset of the bad
+/// token in the template text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSyntaxError {
+    pub message: String,
+    pub offset: Option<usize>,
+}
+
+/// Parses `source` and lists the names it uses.
+pub fn analyze(source: &str) -> Result<TemplateNames, TemplateSyntaxError> {
+    let env = environment();
+    let template = env
+        .template_from_str(source)
+        .map_err(|e| TemplateSyntaxError {
+            message: e.detail().unwrap_or("invalid template").to_string(),
+            offset: e
+                .range()
+                .map(|range| source.get(..range.start).unwrap_or(source).chars().count()),
+        })?;
+    Ok(TemplateNames {
+        roots: template.undeclared_variables(false).into_iter().collect(),
+        dotted: template.undeclared_variables(true).into_iter().collect(),
+        refs: ref_targets(source),
+    })
+}
+
+/// Finds `ref('name'` / `ref("name"` in a template. A literal first argument is the
+/// only form that names a stream, so a scan of the text is enough.
+fn ref_targets(source: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("ref(") {
+        let preceded_by_name = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.');
+        rest = &rest[at + 4..];
+        if preceded_by_name {
+            continue;
+        }
+        let args = rest.trim_start();
+        let Some(quote) = args.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+            continue;
+        };
+        if let Some(end) = args[1..].find(quote) {
+            found.insert(args[1..1 + end].to_string());
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_listed_top_level_and_dotted() {
+        let names = analyze("{{ env.CRM_URL }}/x/{{ record.id | urlencode }}").unwrap();
+        assert_eq!(
+            names.roots,
+            ["env", "record"].map(String::from).into_iter().collect()
+        );
+        assert!(names.dotted.contains("env.CRM_URL"));
+    }
+
+    #[test]
+    fn syntax_errors_carry_an_offset() {
+        let err = analyze("hello {{ record.id }").unwrap_err();
+        assert!(err.message.contains("expected"), "{}", err.message);
+        assert!(err.offset.is_some());
+    }
+
+    #[test]
+    fn ref_calls_name_their_stream() {
+        let names = analyze("{{ ref('customers', record.customer_id) }}").unwrap();
+        assert_eq!(names.refs, ["customers".to_string()].into_iter().collect());
+        assert!(analyze("{{ pref('x') }}").unwrap().refs.is_empty());
+    }
+}
