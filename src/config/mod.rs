@@ -94,16 +94,39 @@ pub fn check_source(file: &str, text: &str) -> Checked {
         diagnostics,
         pipeline,
     };
+    let tree = YamlTree::parse(text);
+    let duplicates = duplicate_keys(file, text, &tree);
+    if !duplicates.is_empty() {
+        return done(duplicates, None);
+    }
     let yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(yaml) => yaml,
         Err(e) => return done(vec![syntax_error(file, text, &e)], None),
     };
-    let tree = YamlTree::parse(text);
+    if yaml.is_null() {
+        let empty = Issue::error(&[], Anchor::Value, "the file holds no pipeline").with_hint(
+            "a pipeline is a mapping with `version: 1`, `name`, `systems` and `streams`",
+        );
+        return done(vec![empty.locate(file, text, &tree)], None);
+    }
     let mut issues = Vec::new();
     let document = yaml_to_json(&yaml, &mut Vec::new(), &mut issues);
     if issues.is_empty() {
-        issues.extend(schema_check::check(&document));
-        let parts = parts(&document, &issues);
+        let schema = schema_check::check(&document);
+        // Semantic checks read the document without the unknown keys (a typo of a
+        // missing key is read as the key it meant), so that a typo in one key does
+        // not hide the other problems of its part.
+        let mut readable = document.clone();
+        for (key, meant) in &schema.unknown_keys {
+            repair(&mut readable, key, meant.as_deref());
+        }
+        let blocking: Vec<&Issue> = schema
+            .issues
+            .iter()
+            .filter(|i| !schema.unknown_keys.iter().any(|(key, _)| key == &i.path))
+            .collect();
+        let parts = parts(&readable, &blocking);
+        issues.extend(schema.issues);
         issues.extend(semantic::check(&parts));
     }
     let has_errors = issues.iter().any(|i| i.severity == Severity::Error);
@@ -127,6 +150,29 @@ pub fn check_source(file: &str, text: &str) -> Checked {
     });
     diagnostics.dedup();
     done(diagnostics, pipeline)
+}
+
+/// Keys repeated in one mapping, at the repetition (YAML forbids them; which value
+/// would win is anyone's guess).
+fn duplicate_keys(file: &str, text: &str, tree: &YamlTree) -> Vec<Diagnostic> {
+    tree.duplicate_keys()
+        .into_iter()
+        .map(|(at, key, first, again)| {
+            let place = if at.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in `{}`", diagnostic::display_path(&at))
+            };
+            Diagnostic::new(
+                file,
+                text,
+                again,
+                Severity::Error,
+                format!("duplicate key `{key}` {place}"),
+                Some(format!("first defined at line {}", first.line)),
+            )
+        })
+        .collect()
 }
 
 fn syntax_error(file: &str, text: &str, error: &serde_yaml::Error) -> Diagnostic {
@@ -228,7 +274,7 @@ fn yaml_to_json(yaml: &serde_yaml::Value, at: &mut Vec<String>, issues: &mut Vec
 
 /// Deserializes the parts of the document that the schema check passed, so the
 /// semantic checks see every healthy part even when another part is broken.
-fn parts(document: &Value, issues: &[Issue]) -> semantic::Parts {
+fn parts(document: &Value, issues: &[&Issue]) -> semantic::Parts {
     // A part is healthy when no issue lies inside it; issues elsewhere (a missing
     // top-level key, a broken sibling) do not stop its checks.
     let healthy = |path: &[String]| !issues.iter().any(|i| i.path.starts_with(path));
@@ -256,6 +302,34 @@ fn parts(document: &Value, issues: &[Issue]) -> semantic::Parts {
         }
     }
     parts
+}
+
+/// Removes the key at `path` from `document`, or renames it to `meant`.
+fn repair(document: &mut Value, path: &[String], meant: Option<&str>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = document;
+    for segment in parents {
+        node = match node {
+            Value::Object(map) => match map.get_mut(segment) {
+                Some(next) => next,
+                None => return,
+            },
+            Value::Array(items) => {
+                match segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                    Some(next) => next,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+    }
+    if let Value::Object(map) = node {
+        if let (Some(value), Some(meant)) = (map.shift_remove(last), meant) {
+            map.insert(meant.to_string(), value);
+        }
+    }
 }
 
 /// Deserializes one part of the document. After the schema check this only fails on

@@ -27,13 +27,41 @@ fn validator() -> &'static Validator {
     })
 }
 
-/// Every schema violation in `document`, explained.
-pub fn check(document: &Value) -> Vec<Issue> {
+/// The schema violations of a document.
+pub struct SchemaReport {
+    /// Every violation, explained.
+    pub issues: Vec<Issue>,
+    /// Keys the schema does not know, each with the required key it is a typo of,
+    /// if any. Dropping them (or renaming the typos) leaves a document the semantic
+    /// checks can still read, so a typo in a key does not hide the other problems of
+    /// its stream.
+    pub unknown_keys: Vec<(Vec<String>, Option<String>)>,
+}
+
+/// Checks `document` against the schema.
+pub fn check(document: &Value) -> SchemaReport {
     let mut found = Vec::new();
     for error in validator().iter_errors(document) {
         explain(&error, &mut found);
     }
-    tidy(found)
+    let unknown_keys = found
+        .iter()
+        .filter(|f| f.unknown_key)
+        .map(|f| {
+            let parent = &f.issue.path[..f.issue.path.len() - 1];
+            let typo_of_missing = found
+                .iter()
+                .any(|m| m.missing.is_some() && m.missing == f.suggested && m.issue.path == parent);
+            (
+                f.issue.path.clone(),
+                f.suggested.clone().filter(|_| typo_of_missing),
+            )
+        })
+        .collect();
+    SchemaReport {
+        issues: tidy(found),
+        unknown_keys,
+    }
 }
 
 /// An issue plus what it knows about typos, so that an unknown key which is the typo
@@ -44,6 +72,8 @@ struct Found {
     suggested: Option<String>,
     /// For a missing key: its name.
     missing: Option<String>,
+    /// The issue is a key the schema does not know.
+    unknown_key: bool,
 }
 
 fn found(issue: Issue) -> Found {
@@ -51,6 +81,7 @@ fn found(issue: Issue) -> Found {
         issue,
         suggested: None,
         missing: None,
+        unknown_key: false,
     }
 }
 
@@ -92,6 +123,23 @@ fn keyword_parent(error: &ValidationError) -> String {
     }
 }
 
+/// Whether the schema that raised `error` is the one for durations.
+fn is_duration(error: &ValidationError) -> bool {
+    schema_at(&keyword_parent(error))
+        .and_then(|s| s.get("pattern"))
+        .and_then(Value::as_str)
+        .is_some_and(|p| p == duration_pattern())
+}
+
+/// How a value's place is named in a message.
+fn named(path: &[String]) -> String {
+    if path.is_empty() {
+        "the pipeline".to_string()
+    } else {
+        format!("`{}`", display_path(path))
+    }
+}
+
 fn where_(path: &[String]) -> String {
     if path.is_empty() {
         "at the top level".to_string()
@@ -127,6 +175,7 @@ fn explain(error: &ValidationError, out: &mut Vec<Found>) {
                     .with_hint(hint),
                     suggested: suggestion.map(String::from),
                     missing: None,
+                    unknown_key: true,
                 });
             }
         }
@@ -141,10 +190,19 @@ fn explain(error: &ValidationError, out: &mut Vec<Found>) {
                 issue = issue.with_hint(format!("`{name}`: {description}"));
             }
             out.push(Found {
-                issue,
-                suggested: None,
                 missing: Some(name),
+                ..found(issue)
             });
+        }
+        ValidationErrorKind::Type { .. } if is_duration(error) => {
+            out.push(found(
+                Issue::error(
+                    &path,
+                    Anchor::Value,
+                    format!("`{}` is not a duration", error.instance()),
+                )
+                .with_hint("a duration needs a unit, e.g. 250ms, 30s or 15m"),
+            ));
         }
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
@@ -155,8 +213,8 @@ fn explain(error: &ValidationError, out: &mut Vec<Found>) {
                 &path,
                 Anchor::Value,
                 format!(
-                    "`{}` should be {expected}, found {}",
-                    display_path(&path),
+                    "{} should be {expected}, found {}",
+                    named(&path),
                     describe(error.instance())
                 ),
             )));
@@ -197,7 +255,7 @@ fn explain(error: &ValidationError, out: &mut Vec<Found>) {
             out.push(found(Issue::error(
                 &path,
                 Anchor::Value,
-                format!("`{}`: {error}", display_path(&path)),
+                format!("{}: {error}", named(&path)),
             )));
         }
     }
@@ -323,19 +381,66 @@ fn explain_alternatives(
     context: &[Vec<ValidationError<'static>>],
     out: &mut Vec<Found>,
 ) {
+    // Keys of the value that an alternative does not know: the fewer, the likelier it
+    // is the alternative the author meant.
+    let unknown_keys = |branch: &[ValidationError]| -> usize {
+        branch
+            .iter()
+            .filter(|e| segments(e.instance_path().as_str()) == path)
+            .map(|e| match e.kind() {
+                ValidationErrorKind::AdditionalProperties { unexpected } => unexpected.len(),
+                _ => 0,
+            })
+            .sum()
+    };
     let mut candidates: Vec<&Vec<ValidationError>> = Vec::new();
+    let mut untagged: Vec<(&Vec<ValidationError>, String, Vec<Value>)> = Vec::new();
     let mut mismatches = Vec::new();
     for branch in context {
         match branch.iter().find_map(|e| mismatch(e, path)) {
-            Some(m) => mismatches.push(m),
             None => candidates.push(branch),
+            Some(Mismatch::MissingTag { key, expected }) if unknown_keys(branch) == 0 => {
+                untagged.push((branch, key.clone(), expected.clone()));
+                mismatches.push(Mismatch::MissingTag { key, expected });
+            }
+            Some(m) => mismatches.push(m),
         }
     }
     // The alternative the author meant: the discriminator fits; of several, the one
     // with the fewest complaints.
-    if let Some(best) = candidates.into_iter().min_by_key(|branch| branch.len()) {
-        for error in best {
-            explain(error, out);
+    let best = candidates.into_iter().min_by_key(|branch| branch.len());
+    let best_knows_all_keys = best.is_some_and(|b| unknown_keys(b) == 0);
+    if let Some(best) = best {
+        if best_knows_all_keys || untagged.is_empty() {
+            for error in best {
+                explain(error, out);
+            }
+            return;
+        }
+    }
+    // An alternative that knows every key and only lacks its tag (a two-way stream
+    // without `sync: two_way`): say so, and explain the rest of it.
+    if let Some((branch, key, expected)) = untagged.into_iter().next() {
+        let values = texts(&expected);
+        let mut issue = Issue::error(
+            path,
+            Anchor::Key,
+            format!("missing required key `{key}` {}", where_(path)),
+        );
+        if let [only] = values.as_slice() {
+            issue = issue.with_hint(format!("add `{key}: {only}`"));
+        } else {
+            issue = issue.with_hint(format!("`{key}` is one of: {}", one_of(&values)));
+        }
+        out.push(Found {
+            missing: Some(key.clone()),
+            ..found(issue)
+        });
+        for error in branch {
+            let is_tag = matches!(error.kind(), ValidationErrorKind::Required { property } if property.as_str() == Some(key.as_str()));
+            if !is_tag {
+                explain(error, out);
+            }
         }
         return;
     }
@@ -366,21 +471,26 @@ fn explain_alternatives(
         Some(Mismatch::Type(types)) => {
             let mut nouns: Vec<&str> = types.into_iter().map(type_noun).collect();
             nouns.dedup();
+            let found = context
+                .iter()
+                .flatten()
+                .next()
+                .map(|e| describe(e.instance()))
+                .unwrap_or_else(|| "another kind of value".into());
             Issue::error(
                 path,
                 Anchor::Value,
                 format!(
-                    "`{}` should be {}, found {}",
-                    display_path(path),
-                    join_or(nouns),
-                    "another kind of value"
+                    "{} should be {}, found {found}",
+                    named(path),
+                    join_or(nouns)
                 ),
             )
         }
         None => Issue::error(
             path,
             Anchor::Value,
-            format!("`{}` is not valid here", display_path(path)),
+            format!("{} is not valid here", named(path)),
         ),
     };
     out.push(found(issue));

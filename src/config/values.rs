@@ -256,8 +256,8 @@ impl ScheduleSpec {
             return match humantime::parse_duration(interval.trim()) {
                 Ok(d) if d.is_zero() => Err("the interval of `every` must be longer than 0".into()),
                 Ok(d) => Ok(Schedule::Every(d)),
-                Err(e) => Err(format!(
-                    "`{}` is not a duration ({e}); expected e.g. `every 15m`",
+                Err(_) => Err(format!(
+                    "`{text}` is not a schedule: `{}` is not a duration such as 15m or 1h",
                     interval.trim()
                 )),
             };
@@ -265,7 +265,7 @@ impl ScheduleSpec {
         text.parse::<croner::Cron>()
             .map(|cron| Schedule::Cron(Box::new(cron)))
             .map_err(|e| {
-                format!("`{text}` is neither `every <duration>` nor a cron expression ({e})")
+                format!("`{text}` is not a schedule: write `every <duration>` or a cron expression ({e})")
             })
     }
 }

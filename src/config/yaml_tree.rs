@@ -126,6 +126,49 @@ impl YamlTree {
         }
     }
 
+    /// Keys that appear twice in one mapping: (path of the mapping, key, where it
+    /// first appears, where it appears again). serde_yaml rejects these too, but
+    /// points at the mapping rather than the repeated key.
+    pub fn duplicate_keys(&self) -> Vec<(Vec<String>, String, Span, Span)> {
+        fn walk(
+            node: &Node,
+            path: &mut Vec<String>,
+            out: &mut Vec<(Vec<String>, String, Span, Span)>,
+        ) {
+            match &node.kind {
+                NodeKind::Map(entries) => {
+                    for (i, (key, value)) in entries.iter().enumerate() {
+                        let NodeKind::Scalar { text, .. } = &key.kind else {
+                            continue;
+                        };
+                        let first = entries[..i].iter().find(
+                            |(k, _)| matches!(&k.kind, NodeKind::Scalar { text: t, .. } if t == text),
+                        );
+                        if let Some((first, _)) = first {
+                            out.push((path.clone(), text.clone(), first.span, key.span));
+                        }
+                        path.push(text.clone());
+                        walk(value, path, out);
+                        path.pop();
+                    }
+                }
+                NodeKind::Seq(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        path.push(i.to_string());
+                        walk(item, path, out);
+                        path.pop();
+                    }
+                }
+                NodeKind::Scalar { .. } | NodeKind::Alias => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(root) = &self.root {
+            walk(root, &mut Vec::new(), &mut out);
+        }
+        out
+    }
+
     fn node_at(&self, path: &[String]) -> Option<&Node> {
         let mut node = self.root.as_ref()?;
         for segment in path {
@@ -257,10 +300,22 @@ impl MarkedEventReceiver for Builder<'_> {
                         span,
                         kind: NodeKind::Seq(items),
                     },
-                    Some(Frame::Map { span, entries, .. }) => Node {
-                        span,
-                        kind: NodeKind::Map(entries),
-                    },
+                    Some(Frame::Map { span, entries, .. }) => {
+                        // A block mapping's start event is marked at its first colon;
+                        // the mapping starts at its first key.
+                        let span = match entries.first() {
+                            Some((key, _))
+                                if (key.span.line, key.span.column) < (span.line, span.column) =>
+                            {
+                                key.span
+                            }
+                            _ => span,
+                        };
+                        Node {
+                            span,
+                            kind: NodeKind::Map(entries),
+                        }
+                    }
                     None => return,
                 };
                 self.push(node);
@@ -317,10 +372,29 @@ list:
     }
 
     #[test]
+    fn a_block_mapping_starts_at_its_first_key() {
+        let tree = YamlTree::parse(DOC);
+        let root = tree.locate(&[], Anchor::Value);
+        assert_eq!((root.line, root.column), (1, 1));
+        let crm = tree.locate(&path("/systems/crm"), Anchor::Value);
+        assert_eq!((crm.line, crm.column), (4, 5));
+    }
+
+    #[test]
     fn missing_nodes_point_at_their_parent_entry() {
         let tree = YamlTree::parse(DOC);
         let missing = tree.locate(&path("/systems/crm/auth/type"), Anchor::Key);
         assert_eq!((missing.line, missing.column), (3, 3));
+    }
+
+    #[test]
+    fn repeated_keys_are_found_where_they_repeat() {
+        let tree = YamlTree::parse("a:\n  x: 1\n  y: 2\n  x: 3\n");
+        let dups = tree.duplicate_keys();
+        assert_eq!(dups.len(), 1);
+        let (at, key, first, again) = &dups[0];
+        assert_eq!((at.as_slice(), key.as_str()), (&["a".to_string()][..], "x"));
+        assert_eq!((first.line, again.line, again.column), (2, 4, 3));
     }
 
     #[test]

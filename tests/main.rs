@@ -1,0 +1,7 @@
+//! Integration tests: one binary with a module per area (as ripgrep and just do), each
+//! driving the real `runner` executable or the library against real files.
+
+mod cli;
+mod examples;
+mod invalid_pipelines;
+mod support;
