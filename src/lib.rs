@@ -7,10 +7,12 @@
 //! - [`config`]: the pipeline language — model, JSON schema, validation with
 //!   `file:line:col` diagnostics.
 //! - [`template`]: the minijinja environment and static analysis of templates.
+//! - [`sandbox`]: fake SaaS APIs on loopback for the demo, tests and benchmarks.
 //! - [`cli`]: the `runner` command line; the binary only calls [`cli::main`].
 //! - [`exit`]: exit codes, part of the interface.
 
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod sandbox;
 pub mod template;

@@ -1,6 +1,7 @@
 //! The `runner` command line: argument parsing (clap) and dispatch. Each command's
 //! work lives in its own module; this one only routes and maps outcomes to exit codes.
 
+mod sandbox;
 mod validate;
 
 use std::path::PathBuf;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Run a sync end to end against built-in sandbox APIs, with the unhappy paths on.
     /// Needs no setup.
     Demo(DemoArgs),
+    /// Serve the sandbox APIs (a CRM and a billing system) on loopback, to try
+    /// pipelines against without any account.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +260,7 @@ fn run(cli: Cli) -> Exit {
         Command::Mappings(_) => not_built("mappings", "issue #4 (state store)"),
         Command::Secrets(_) => not_built("secrets", "a later issue (encrypted secrets)"),
         Command::Demo(_) => not_built("demo", "issue #4 (first demo)"),
+        Command::Sandbox(args) => sandbox::run(&args),
     }
 }
 
