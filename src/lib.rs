@@ -7,6 +7,9 @@
 //! - [`config`]: the pipeline language — model, JSON schema, validation with
 //!   `file:line:col` diagnostics.
 //! - [`template`]: the minijinja environment and static analysis of templates.
+//! - [`vars`]: the values of `env` and `secret` at run time, and rendering with them.
+//! - [`jsonpath`]: compiled JSONPath expressions (fast path for plain paths).
+//! - [`http`]: one client per system — auth, paging, retries, limits, redaction.
 //! - [`sandbox`]: fake SaaS APIs on loopback for the demo, tests and benchmarks.
 //! - [`cli`]: the `runner` command line; the binary only calls [`cli::main`].
 //! - [`exit`]: exit codes, part of the interface.
@@ -14,5 +17,8 @@
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod http;
+pub mod jsonpath;
 pub mod sandbox;
 pub mod template;
+pub mod vars;

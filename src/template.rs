@@ -18,6 +18,24 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
+/// A template value from anything serializable (a record, a map of variables).
+pub fn to_value<T: serde::Serialize>(value: T) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
+}
+
+/// Renders `source` with `context`. Undefined names are errors (strict undefined).
+pub fn render(source: &str, context: &minijinja::Value) -> Result<String, String> {
+    thread_local! {
+        // Building an environment registers every builtin; do it once per thread.
+        static ENV: Environment<'static> = environment();
+    }
+    ENV.with(|env| env.render_str(source, context))
+        .map_err(|e| match e.detail() {
+            Some(detail) => format!("{}: {detail}", e.kind()),
+            None => e.kind().to_string(),
+        })
+}
+
 /// What a template refers to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TemplateNames {
@@ -99,6 +117,14 @@ mod tests {
         let err = analyze("hello {{ record.id }").unwrap_err();
         assert!(err.message.contains("expected"), "{}", err.message);
         assert!(err.offset.is_some());
+    }
+
+    #[test]
+    fn rendering_is_strict_about_undefined_names() {
+        let context = minijinja::context! { record => minijinja::context! { id => 7 } };
+        assert_eq!(render("/c/{{ record.id }}", &context).unwrap(), "/c/7");
+        let err = render("{{ record.nope }}", &context).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
     }
 
     #[test]

@@ -162,6 +162,7 @@ const COMMANDS: &[&str] = &[
     "mappings",
     "secrets",
     "demo",
+    "sandbox",
 ];
 
 #[test]

@@ -3,5 +3,7 @@
 
 mod cli;
 mod examples;
+mod http;
 mod invalid_pipelines;
+mod sandbox;
 mod support;
