@@ -53,7 +53,7 @@ fn main() {
         "pull benchmark: {records} records, {PAGE} per page, cursor paging, sandbox on loopback"
     );
     println!(
-        "{:<28} {:>10} {:>9} {:>11} {:>10}",
+        "{:<36} {:>10} {:>9} {:>11} {:>10}",
         "loop", "records", "seconds", "records/s", "peak RSS"
     );
     let bare = measure("bare", records);
@@ -93,7 +93,7 @@ fn print_row(name: &str, m: &Measurement, baseline: Option<&Measurement>) {
         .map(|b| format!("  ({:.2}x)", m.rate() / b.rate()))
         .unwrap_or_default();
     println!(
-        "{:<28} {:>10} {:>9.2} {:>11.0} {:>7} MiB{ratio}",
+        "{:<36} {:>10} {:>9.2} {:>11.0} {:>7} MiB{ratio}",
         name,
         m.records,
         m.seconds,
