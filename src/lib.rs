@@ -10,6 +10,8 @@
 //! - [`vars`]: the values of `env` and `secret` at run time, and rendering with them.
 //! - [`jsonpath`]: compiled JSONPath expressions (fast path for plain paths).
 //! - [`http`]: one client per system — auth, paging, retries, limits, redaction.
+//! - [`store`]: the state store — watermarks, mappings, bases, outbox, dead letters,
+//!   runs, encrypted tokens.
 //! - [`sandbox`]: fake SaaS APIs on loopback for the demo, tests and benchmarks.
 //! - [`cli`]: the `runner` command line; the binary only calls [`cli::main`].
 //! - [`exit`]: exit codes, part of the interface.
@@ -20,5 +22,6 @@ pub mod exit;
 pub mod http;
 pub mod jsonpath;
 pub mod sandbox;
+pub mod store;
 pub mod template;
 pub mod vars;

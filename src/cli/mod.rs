@@ -1,7 +1,9 @@
 //! The `runner` command line: argument parsing (clap) and dispatch. Each command's
 //! work lives in its own module; this one only routes and maps outcomes to exit codes.
 
+mod load;
 mod sandbox;
+mod state;
 mod validate;
 
 use std::path::PathBuf;
@@ -70,15 +72,17 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Show each stream's state: watermark, mapped records, pending writes, dead
     /// letters, last run.
-    Status(PipelineArg),
+    Status(state::StatusArgs),
     /// Show recent runs with their counts and errors.
-    History(HistoryArgs),
+    History(state::HistoryArgs),
     /// Records that could not be written: list them, retry them, or discard them.
-    DeadLetters(DeadLettersArgs),
+    DeadLetters(state::DeadLettersArgs),
     /// Look up the id mappings between source and target records.
-    Mappings(MappingsArgs),
+    Mappings(state::MappingsArgs),
     /// Manage secrets kept encrypted in the state store.
     Secrets(SecretsArgs),
+    /// Manage a pipeline's state: `state reset` makes a stream start from scratch.
+    State(state::StateArgs),
     /// Run a sync end to end against built-in sandbox APIs, with the unhappy paths on.
     /// Needs no setup.
     Demo(DemoArgs),
@@ -95,13 +99,6 @@ pub struct ValidateArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub struct PipelineArg {
-    /// The pipeline file.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -158,57 +155,6 @@ pub struct ReconcileArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct HistoryArgs {
-    /// The pipeline file.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    /// How many runs to show.
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
-}
-
-#[derive(Debug, Args)]
-pub struct DeadLettersArgs {
-    /// The pipeline file.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    #[command(subcommand)]
-    pub action: DeadLetterAction,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DeadLetterAction {
-    /// List dead letters with their reason.
-    List,
-    /// Send dead letters again (all, or the one with this id).
-    Retry {
-        /// Id of the dead letter.
-        id: Option<String>,
-    },
-    /// Drop dead letters (all, or the one with this id).
-    Discard {
-        /// Id of the dead letter.
-        id: Option<String>,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct MappingsArgs {
-    /// The pipeline file.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    /// Only this stream.
-    #[arg(long)]
-    pub stream: Option<String>,
-    /// Show the mapping of this source id.
-    #[arg(long, conflicts_with = "target_id")]
-    pub source_id: Option<String>,
-    /// Show the mapping of this target id.
-    #[arg(long)]
-    pub target_id: Option<String>,
-}
-
-#[derive(Debug, Args)]
 pub struct SecretsArgs {
     /// The pipeline file whose state store keeps the secrets.
     #[arg(value_name = "FILE")]
@@ -254,10 +200,11 @@ fn run(cli: Cli) -> Exit {
         Command::Apply(_) => not_built("apply", "issue #4 (one-way sync)"),
         Command::Serve(_) => not_built("serve", "a later issue (webhooks and schedules)"),
         Command::Reconcile(_) => not_built("reconcile", "a later issue (reconciliation)"),
-        Command::Status(_) => not_built("status", "issue #4 (state store)"),
-        Command::History(_) => not_built("history", "issue #4 (state store)"),
-        Command::DeadLetters(_) => not_built("dead-letters", "issue #4 (state store)"),
-        Command::Mappings(_) => not_built("mappings", "issue #4 (state store)"),
+        Command::Status(args) => state::status(&args),
+        Command::History(args) => state::history(&args),
+        Command::DeadLetters(args) => state::dead_letters(&args),
+        Command::Mappings(args) => state::mappings(&args),
+        Command::State(args) => state::state(&args),
         Command::Secrets(_) => not_built("secrets", "a later issue (encrypted secrets)"),
         Command::Demo(_) => not_built("demo", "issue #4 (first demo)"),
         Command::Sandbox(args) => sandbox::run(&args),

@@ -1,0 +1,309 @@
+//! The state store: everything a pipeline must remember between runs, and across a
+//! crash in the middle of one.
+//!
+//! Per stream: the watermark and paging checkpoint, the id mapping (both directions),
+//! the base (last synced field values and their hash), the outbox of intended writes,
+//! dead letters, and records waiting for a reference. Per pipeline: run records and
+//! OAuth refresh tokens (encrypted).
+//!
+//! [`Store`] is what the sync engine needs; [`SledStore`] implements it on an embedded
+//! sled database. Writes that must stay consistent with each other — an outbox item
+//! done, its mapping, its base — are one transaction, and a batch of them is flushed to
+//! disk before it counts as done.
+
+mod crypto;
+mod sled_store;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+pub use crypto::MasterKey;
+pub use sled_store::SledStore;
+
+use crate::config::PipelineConfig;
+
+/// The layout version this runner writes. A store with another version is refused
+/// (or migrated, once there is an older layout to migrate from).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A state store failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the state store at {path} is in use by another runner (or a crashed one still holds its lock): {detail}")]
+    Locked { path: String, detail: String },
+    #[error("the state store at {path} was written by a newer runner (format {found}); this runner reads format {FORMAT_VERSION}: upgrade runner")]
+    TooNew { path: String, found: u32 },
+    #[error("the state store at {path} has format {found}, which this runner cannot read (it reads format {FORMAT_VERSION})")]
+    Unsupported { path: String, found: u32 },
+    #[error("the master key cannot be used: {0}")]
+    Key(String),
+    #[error("a stored {what} is damaged: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where a stream's source is synced up to: the source's own `updated_at` (never the
+/// runner's clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub value: String,
+}
+
+/// Where an interrupted listing resumes: the next request and what was read before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub target: String,
+    pub query: Vec<(String, String)>,
+    pub pages: u64,
+    pub records: u64,
+    /// The highest `updated_at` of the pages before, for the watermark at the end.
+    pub max_updated_at: Option<String>,
+}
+
+/// The last synced state of a record: the mapped fields and their hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Base {
+    pub hash: String,
+    pub fields: Value,
+    /// The target record was deleted or soft-deleted after its source was.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// What an intended write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    SoftDelete,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::SoftDelete => "soft delete",
+        }
+    }
+}
+
+/// A write recorded durably before it is sent. Its `key` is deterministic (stream,
+/// source id, operation, content), so the same intended write always carries the same
+/// idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub key: String,
+    pub stream: String,
+    pub source_id: String,
+    pub op: Operation,
+    /// The target record (updates and deletes), or the id the runner assigned.
+    pub target_id: Option<String>,
+    /// The request path, rendered when the intent was made.
+    pub path: String,
+    /// The mapped fields (the body before any envelope).
+    pub fields: Value,
+    pub hash: String,
+    /// The source record, for dead letters and retries.
+    pub record: Value,
+    /// When the intent was recorded (RFC 3339), for people.
+    pub created_at: String,
+}
+
+/// A request or response kept with a dead letter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    pub method: String,
+    pub url: String,
+    pub body: Value,
+    pub status: Option<u16>,
+    pub response: Option<String>,
+}
+
+/// A record that could not be synced, with why, so a person can fix the cause and
+/// retry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub stream: String,
+    pub source_id: String,
+    pub reason: String,
+    /// The write may have been applied: check the target before retrying.
+    pub in_doubt: bool,
+    pub exchange: Option<Exchange>,
+    pub attempts: u32,
+    pub first_at: String,
+    pub last_at: String,
+    /// The source record as read.
+    pub record: Value,
+}
+
+impl DeadLetter {
+    /// The id people use in `runner dead-letters retry|discard ID`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.stream, self.source_id)
+    }
+}
+
+/// What became of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The target record `target_id` now holds `base`.
+    Synced { target_id: String, base: Base },
+    /// The target record was deleted: the mapping and base go.
+    Unmapped,
+    /// The record could not be synced.
+    DeadLettered(DeadLetter),
+}
+
+/// The end of a record's write, committed with its outbox item in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub stream: String,
+    pub source_id: String,
+    /// The outbox item this completes, if the outcome came from a write.
+    pub intent_key: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// Finished, but some records were dead-lettered.
+    DeadLettered,
+    Failed,
+    /// A system must be reconnected.
+    Reconnect,
+    /// The process died during the run (found so by the next run).
+    Crashed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::DeadLettered => "dead letters",
+            RunStatus::Failed => "failed",
+            RunStatus::Reconnect => "reconnect",
+            RunStatus::Crashed => "crashed",
+        }
+    }
+}
+
+/// What one stream did in a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamCounts {
+    pub stream: String,
+    pub read: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub dead_lettered: u64,
+    /// Records waiting for a reference to another stream.
+    pub deferred: u64,
+    /// Outbox items of an earlier run resolved in this one.
+    pub recovered: u64,
+    pub duration_ms: u64,
+    /// Why the stream stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// One run of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: u64,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub status: RunStatus,
+    /// `apply`, `apply --full`, `dead-letters retry`, ...
+    pub command: String,
+    pub streams: Vec<StreamCounts>,
+    pub errors: Vec<String>,
+}
+
+/// What the sync engine needs from a state store.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn watermark(&self, stream: &str) -> StoreResult<Option<Watermark>>;
+    fn set_watermark(&self, stream: &str, watermark: &Watermark) -> StoreResult<()>;
+
+    fn checkpoint(&self, stream: &str) -> StoreResult<Option<Checkpoint>>;
+    /// Saves (or with `None` clears) the checkpoint, durably.
+    fn set_checkpoint(&self, stream: &str, checkpoint: Option<&Checkpoint>) -> StoreResult<()>;
+
+    fn target_id(&self, stream: &str, source_id: &str) -> StoreResult<Option<String>>;
+    fn source_id(&self, stream: &str, target_id: &str) -> StoreResult<Option<String>>;
+    /// Every (source id, target id) of a stream.
+    fn mappings(&self, stream: &str) -> StoreResult<Vec<(String, String)>>;
+    fn mapped_count(&self, stream: &str) -> StoreResult<u64>;
+
+    fn base(&self, stream: &str, source_id: &str) -> StoreResult<Option<Base>>;
+
+    /// Records intended writes, durably, before any of them is sent.
+    fn record_intents(&self, intents: &[Intent]) -> StoreResult<()>;
+    /// Outbox items of a stream not yet completed, oldest first.
+    fn pending_intents(&self, stream: &str) -> StoreResult<Vec<Intent>>;
+    fn pending_count(&self, stream: &str) -> StoreResult<u64>;
+    fn intent_for(&self, stream: &str, source_id: &str) -> StoreResult<Option<Intent>>;
+
+    /// Commits completions (outbox item done + mapping + base, or dead letter) in one
+    /// transaction, and flushes.
+    fn complete(&self, completions: &[Completion]) -> StoreResult<()>;
+
+    fn dead_letters(&self, stream: Option<&str>) -> StoreResult<Vec<DeadLetter>>;
+    fn dead_letter(&self, stream: &str, source_id: &str) -> StoreResult<Option<DeadLetter>>;
+    fn remove_dead_letter(&self, stream: &str, source_id: &str) -> StoreResult<bool>;
+
+    /// Source records waiting for a reference to be mapped (`ref()`).
+    fn defer(&self, stream: &str, source_id: &str, record: &Value) -> StoreResult<()>;
+    fn deferred(&self, stream: &str) -> StoreResult<Vec<(String, Value)>>;
+    fn undefer(&self, stream: &str, source_id: &str) -> StoreResult<()>;
+
+    /// Starts a run record; marks runs left `running` by a dead process as crashed.
+    fn start_run(&self, command: &str) -> StoreResult<RunRecord>;
+    fn finish_run(&self, run: &RunRecord) -> StoreResult<()>;
+    /// The most recent runs, newest first.
+    fn runs(&self, limit: usize) -> StoreResult<Vec<RunRecord>>;
+
+    /// Forgets everything about a stream (watermark, mapping, bases, outbox, dead
+    /// letters): its next run starts from scratch.
+    fn reset_stream(&self, stream: &str) -> StoreResult<()>;
+
+    fn load_token(&self, system: &str) -> StoreResult<Option<String>>;
+    /// Saves a token encrypted, durably.
+    fn save_token(&self, system: &str, token: &str) -> StoreResult<()>;
+}
+
+/// The directory of a pipeline's state: `state.path` (relative to the pipeline file),
+/// else `.runner/<name>` beside the pipeline file.
+pub fn state_dir(pipeline: &PipelineConfig, pipeline_file: &Path) -> PathBuf {
+    let base = pipeline_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    match pipeline.state.as_ref().and_then(|s| s.path.as_ref()) {
+        Some(path) if path.is_absolute() => path.clone(),
+        Some(path) => base.join(path),
+        None => base.join(".runner").join(&pipeline.name),
+    }
+}
+
+/// The current time as RFC 3339, for the records people read (never for sync
+/// decisions: those use the systems' own timestamps).
+pub fn now_text() -> String {
+    jiff::Timestamp::now().to_string()
+}

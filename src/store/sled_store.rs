@@ -1,0 +1,723 @@
+//! [`Store`] on an embedded sled database: one directory per pipeline holding the
+//! database (`db/`) and, unless `RUNNER_MASTER_KEY` is set, the master key file.
+//!
+//! Keys are `<stream>\0<id>` so a stream's entries sit together and a stream can be
+//! scanned or reset by prefix. Values are JSON.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Db, Transactional, Tree};
+
+use super::crypto::MasterKey;
+use super::{
+    now_text, Base, Checkpoint, Completion, DeadLetter, Intent, Outcome, RunRecord, RunStatus,
+    Store, StoreError, StoreResult, Watermark, FORMAT_VERSION,
+};
+
+const FORMAT_KEY: &[u8] = b"format_version";
+const RUN_COUNTER_KEY: &[u8] = b"last_run_id";
+/// sled's page cache; the default (1 GiB) would dwarf everything else runner holds.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The sled-backed store of one pipeline.
+#[derive(Debug)]
+pub struct SledStore {
+    path: PathBuf,
+    db: Db,
+    meta: Tree,
+    watermarks: Tree,
+    checkpoints: Tree,
+    source_to_target: Tree,
+    target_to_source: Tree,
+    bases: Tree,
+    outbox: Tree,
+    /// source id -> outbox key, to find a record's pending write.
+    outbox_by_source: Tree,
+    dead: Tree,
+    deferred: Tree,
+    runs: Tree,
+    tokens: Tree,
+    key: MasterKey,
+}
+
+fn key(stream: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + id.len() + 1);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn prefix(stream: &str) -> Vec<u8> {
+    key(stream, "")
+}
+
+fn id_of(key: &[u8]) -> String {
+    let id = key
+        .iter()
+        .position(|b| *b == 0)
+        .map_or(key, |i| &key[i + 1..]);
+    String::from_utf8_lossy(id).into_owned()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our stored types are plain data (strings, numbers, JSON values); serializing them
+    // cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Refuses a store another process holds,
+    /// and one written in a format this runner does not read.
+    pub fn open(dir: &Path) -> StoreResult<SledStore> {
+        std::fs::create_dir_all(dir)?;
+        let shown = dir.display().to_string();
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked {
+                        path: shown.clone(),
+                        detail: io.to_string(),
+                    }
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let key = MasterKey::load(&dir.join("master.key"))?;
+        let store = SledStore {
+            path: dir.to_path_buf(),
+            meta: db.open_tree("meta")?,
+            watermarks: db.open_tree("watermarks")?,
+            checkpoints: db.open_tree("checkpoints")?,
+            source_to_target: db.open_tree("source_to_target")?,
+            target_to_source: db.open_tree("target_to_source")?,
+            bases: db.open_tree("bases")?,
+            outbox: db.open_tree("outbox")?,
+            outbox_by_source: db.open_tree("outbox_by_source")?,
+            dead: db.open_tree("dead_letters")?,
+            deferred: db.open_tree("deferred")?,
+            runs: db.open_tree("runs")?,
+            tokens: db.open_tree("tokens")?,
+            db,
+            key,
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_format(&self) -> StoreResult<()> {
+        let shown = self.path.display().to_string();
+        match self.meta.get(FORMAT_KEY)? {
+            None => {
+                self.meta.insert(FORMAT_KEY, encode(&FORMAT_VERSION))?;
+                self.db.flush()?;
+                Ok(())
+            }
+            Some(bytes) => {
+                let found: u32 = decode("format version", &bytes)?;
+                if found == FORMAT_VERSION {
+                    Ok(())
+                } else if found > FORMAT_VERSION {
+                    Err(StoreError::TooNew { path: shown, found })
+                } else {
+                    Err(StoreError::Unsupported { path: shown, found })
+                }
+            }
+        }
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &Tree,
+        what: &'static str,
+        key: &[u8],
+    ) -> StoreResult<Option<T>> {
+        tree.get(key)?.map(|bytes| decode(what, &bytes)).transpose()
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        tree: &Tree,
+        what: &'static str,
+        stream: &str,
+    ) -> StoreResult<Vec<(String, T)>> {
+        tree.scan_prefix(prefix(stream))
+            .map(|entry| {
+                let (k, v) = entry?;
+                Ok((id_of(&k), decode(what, &v)?))
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn watermark(&self, stream: &str) -> StoreResult<Option<Watermark>> {
+        self.get(&self.watermarks, "watermark", stream.as_bytes())
+    }
+
+    fn set_watermark(&self, stream: &str, watermark: &Watermark) -> StoreResult<()> {
+        self.watermarks
+            .insert(stream.as_bytes(), encode(watermark))?;
+        self.flush()
+    }
+
+    fn checkpoint(&self, stream: &str) -> StoreResult<Option<Checkpoint>> {
+        self.get(&self.checkpoints, "checkpoint", stream.as_bytes())
+    }
+
+    fn set_checkpoint(&self, stream: &str, checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
+        match checkpoint {
+            Some(checkpoint) => self
+                .checkpoints
+                .insert(stream.as_bytes(), encode(checkpoint))?,
+            None => self.checkpoints.remove(stream.as_bytes())?,
+        };
+        self.flush()
+    }
+
+    fn target_id(&self, stream: &str, source_id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .source_to_target
+            .get(key(stream, source_id))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn source_id(&self, stream: &str, target_id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .target_to_source
+            .get(key(stream, target_id))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn mappings(&self, stream: &str) -> StoreResult<Vec<(String, String)>> {
+        self.source_to_target
+            .scan_prefix(prefix(stream))
+            .map(|entry| {
+                let (k, v) = entry?;
+                Ok((id_of(&k), String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect()
+    }
+
+    fn mapped_count(&self, stream: &str) -> StoreResult<u64> {
+        let mut count = 0;
+        for entry in self.source_to_target.scan_prefix(prefix(stream)).keys() {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn base(&self, stream: &str, source_id: &str) -> StoreResult<Option<Base>> {
+        self.get(&self.bases, "base", &key(stream, source_id))
+    }
+
+    fn record_intents(&self, intents: &[Intent]) -> StoreResult<()> {
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let mut outbox = sled::Batch::default();
+        let mut by_source = sled::Batch::default();
+        for intent in intents {
+            let item = key(&intent.stream, &intent.key);
+            outbox.insert(item.clone(), encode(intent));
+            by_source.insert(
+                key(&intent.stream, &intent.source_id),
+                intent.key.as_bytes(),
+            );
+        }
+        // Two batches in one transaction: an intent is findable by source id exactly
+        // when it is in the outbox.
+        (&self.outbox, &self.outbox_by_source)
+            .transaction(|(outbox_tx, by_source_tx)| {
+                outbox_tx.apply_batch(&outbox)?;
+                by_source_tx.apply_batch(&by_source)?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(transaction_error)?;
+        self.flush()
+    }
+
+    fn pending_intents(&self, stream: &str) -> StoreResult<Vec<Intent>> {
+        let mut intents: Vec<Intent> = self
+            .scan::<Intent>(&self.outbox, "outbox item", stream)?
+            .into_iter()
+            .map(|(_, intent)| intent)
+            .collect();
+        intents.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(intents)
+    }
+
+    fn pending_count(&self, stream: &str) -> StoreResult<u64> {
+        Ok(self.outbox.scan_prefix(prefix(stream)).count() as u64)
+    }
+
+    fn intent_for(&self, stream: &str, source_id: &str) -> StoreResult<Option<Intent>> {
+        let Some(intent_key) = self.outbox_by_source.get(key(stream, source_id))? else {
+            return Ok(None);
+        };
+        let intent_key = String::from_utf8_lossy(&intent_key).into_owned();
+        self.get(&self.outbox, "outbox item", &key(stream, &intent_key))
+    }
+
+    fn complete(&self, completions: &[Completion]) -> StoreResult<()> {
+        if completions.is_empty() {
+            return Ok(());
+        }
+        let trees = (
+            &self.outbox,
+            &self.outbox_by_source,
+            &self.source_to_target,
+            &self.target_to_source,
+            &self.bases,
+            &self.dead,
+        );
+        trees
+            .transaction(|(outbox, by_source, s2t, t2s, bases, dead)| {
+                for done in completions {
+                    let record = key(&done.stream, &done.source_id);
+                    if let Some(intent_key) = &done.intent_key {
+                        outbox.remove(key(&done.stream, intent_key))?;
+                        // Only unlink the index if it still points at this intent.
+                        if by_source.get(&record)?.as_deref() == Some(intent_key.as_bytes()) {
+                            by_source.remove(record.clone())?;
+                        }
+                    }
+                    match &done.outcome {
+                        Outcome::Synced { target_id, base } => {
+                            if let Some(old) = s2t.insert(record.clone(), target_id.as_bytes())? {
+                                if old.as_ref() != target_id.as_bytes() {
+                                    t2s.remove(key(&done.stream, &String::from_utf8_lossy(&old)))?;
+                                }
+                            }
+                            t2s.insert(key(&done.stream, target_id), done.source_id.as_bytes())?;
+                            bases.insert(record.clone(), encode(base))?;
+                            dead.remove(record)?;
+                        }
+                        Outcome::Unmapped => {
+                            if let Some(old) = s2t.remove(record.clone())? {
+                                t2s.remove(key(&done.stream, &String::from_utf8_lossy(&old)))?;
+                            }
+                            bases.remove(record.clone())?;
+                            dead.remove(record)?;
+                        }
+                        Outcome::DeadLettered(letter) => {
+                            dead.insert(record, encode(letter))?;
+                        }
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(transaction_error)?;
+        self.flush()
+    }
+
+    fn dead_letters(&self, stream: Option<&str>) -> StoreResult<Vec<DeadLetter>> {
+        let entries = match stream {
+            Some(stream) => self.dead.scan_prefix(prefix(stream)),
+            None => self.dead.iter(),
+        };
+        entries
+            .values()
+            .map(|v| decode("dead letter", &v?))
+            .collect()
+    }
+
+    fn dead_letter(&self, stream: &str, source_id: &str) -> StoreResult<Option<DeadLetter>> {
+        self.get(&self.dead, "dead letter", &key(stream, source_id))
+    }
+
+    fn remove_dead_letter(&self, stream: &str, source_id: &str) -> StoreResult<bool> {
+        let removed = self.dead.remove(key(stream, source_id))?.is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn defer(&self, stream: &str, source_id: &str, record: &Value) -> StoreResult<()> {
+        self.deferred
+            .insert(key(stream, source_id), encode(record))?;
+        self.flush()
+    }
+
+    fn deferred(&self, stream: &str) -> StoreResult<Vec<(String, Value)>> {
+        self.scan(&self.deferred, "deferred record", stream)
+    }
+
+    fn undefer(&self, stream: &str, source_id: &str) -> StoreResult<()> {
+        self.deferred.remove(key(stream, source_id))?;
+        Ok(())
+    }
+
+    fn start_run(&self, command: &str) -> StoreResult<RunRecord> {
+        // A run still marked running belongs to a process that died: this store is
+        // locked to one process, and that process is us.
+        for entry in self.runs.iter() {
+            let (k, v) = entry?;
+            let mut run: RunRecord = decode("run", &v)?;
+            if run.status == RunStatus::Running {
+                run.status = RunStatus::Crashed;
+                run.errors
+                    .push("the process stopped before the run finished".into());
+                self.runs.insert(k, encode(&run))?;
+            }
+        }
+        let id = self
+            .meta
+            .update_and_fetch(RUN_COUNTER_KEY, |old| {
+                let last = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((last + 1).to_be_bytes().to_vec())
+            })?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(1, u64::from_be_bytes);
+        let run = RunRecord {
+            id,
+            started_at: now_text(),
+            ended_at: None,
+            status: RunStatus::Running,
+            command: command.to_string(),
+            streams: Vec::new(),
+            errors: Vec::new(),
+        };
+        self.runs.insert(id.to_be_bytes(), encode(&run))?;
+        self.flush()?;
+        Ok(run)
+    }
+
+    fn finish_run(&self, run: &RunRecord) -> StoreResult<()> {
+        self.runs.insert(run.id.to_be_bytes(), encode(run))?;
+        self.flush()
+    }
+
+    fn runs(&self, limit: usize) -> StoreResult<Vec<RunRecord>> {
+        self.runs
+            .iter()
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| decode("run", &v?))
+            .collect()
+    }
+
+    fn reset_stream(&self, stream: &str) -> StoreResult<()> {
+        self.watermarks.remove(stream.as_bytes())?;
+        self.checkpoints.remove(stream.as_bytes())?;
+        for tree in [
+            &self.source_to_target,
+            &self.target_to_source,
+            &self.bases,
+            &self.outbox,
+            &self.outbox_by_source,
+            &self.dead,
+            &self.deferred,
+        ] {
+            let keys: Vec<_> = tree
+                .scan_prefix(prefix(stream))
+                .keys()
+                .collect::<Result<_, _>>()?;
+            for k in keys {
+                tree.remove(k)?;
+            }
+        }
+        self.flush()
+    }
+
+    fn load_token(&self, system: &str) -> StoreResult<Option<String>> {
+        match self.tokens.get(system.as_bytes())? {
+            None => Ok(None),
+            Some(sealed) => {
+                let plain = self.key.open(&sealed)?;
+                String::from_utf8(plain)
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt {
+                        what: "token",
+                        detail: "not text".into(),
+                    })
+            }
+        }
+    }
+
+    fn save_token(&self, system: &str, token: &str) -> StoreResult<()> {
+        let sealed = self.key.seal(token.as_bytes())?;
+        self.tokens.insert(system.as_bytes(), sealed)?;
+        self.flush()
+    }
+}
+
+fn transaction_error(error: TransactionError<()>) -> StoreError {
+    match error {
+        TransactionError::Storage(e) => StoreError::Sled(e),
+        // Our closures never abort.
+        TransactionError::Abort(()) => StoreError::Corrupt {
+            what: "transaction",
+            detail: "aborted".into(),
+        },
+    }
+}
+
+/// The store also keeps rotated OAuth refresh tokens, encrypted.
+#[async_trait::async_trait]
+impl crate::http::TokenStore for SledStore {
+    async fn load_refresh_token(&self, system: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.load_token(system)?)
+    }
+
+    async fn save_refresh_token(&self, system: &str, token: &str) -> anyhow::Result<()> {
+        Ok(self.save_token(system, token)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{Exchange, Operation};
+
+    fn intent(source_id: &str, key: &str) -> Intent {
+        Intent {
+            key: key.into(),
+            stream: "contacts".into(),
+            source_id: source_id.into(),
+            op: Operation::Create,
+            target_id: None,
+            path: "/customers".into(),
+            fields: json!({"email": "a@b"}),
+            hash: "h1".into(),
+            record: json!({"id": source_id}),
+            created_at: now_text(),
+        }
+    }
+
+    fn base() -> Base {
+        Base {
+            hash: "h1".into(),
+            fields: json!({"email": "a@b"}),
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn a_completed_intent_leaves_the_outbox_with_its_mapping_and_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .record_intents(&[intent("c1", "k1"), intent("c2", "k2")])
+            .unwrap();
+        assert_eq!(store.pending_count("contacts").unwrap(), 2);
+        assert_eq!(
+            store.intent_for("contacts", "c1").unwrap().unwrap().key,
+            "k1"
+        );
+
+        store
+            .complete(&[Completion {
+                stream: "contacts".into(),
+                source_id: "c1".into(),
+                intent_key: Some("k1".into()),
+                outcome: Outcome::Synced {
+                    target_id: "t1".into(),
+                    base: base(),
+                },
+            }])
+            .unwrap();
+        assert_eq!(store.pending_count("contacts").unwrap(), 1);
+        assert!(store.intent_for("contacts", "c1").unwrap().is_none());
+        assert_eq!(
+            store.target_id("contacts", "c1").unwrap().as_deref(),
+            Some("t1")
+        );
+        assert_eq!(
+            store.source_id("contacts", "t1").unwrap().as_deref(),
+            Some("c1")
+        );
+        assert_eq!(store.base("contacts", "c1").unwrap(), Some(base()));
+        assert_eq!(store.mapped_count("contacts").unwrap(), 1);
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.record_intents(&[intent("c1", "k1")]).unwrap();
+            store
+                .set_watermark(
+                    "contacts",
+                    &Watermark {
+                        value: "2026-01-01T00:00:00Z".into(),
+                    },
+                )
+                .unwrap();
+            store.save_token("crm", "refresh-abc").unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.pending_intents("contacts").unwrap().len(), 1);
+        assert_eq!(
+            store.watermark("contacts").unwrap().unwrap().value,
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            store.load_token("crm").unwrap().as_deref(),
+            Some("refresh-abc")
+        );
+    }
+
+    #[test]
+    fn a_second_process_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(dir.path()).unwrap();
+        let error = SledStore::open(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("in use by another runner"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_store_from_a_newer_runner_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .meta
+                .insert(FORMAT_KEY, encode(&(FORMAT_VERSION + 1)))
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let error = SledStore::open(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("written by a newer runner"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn dead_letters_and_unmapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let letter = DeadLetter {
+            stream: "contacts".into(),
+            source_id: "c9".into(),
+            reason: "422".into(),
+            in_doubt: false,
+            exchange: Some(Exchange {
+                method: "POST".into(),
+                url: "http://x/customers".into(),
+                body: json!({}),
+                status: Some(422),
+                response: Some("{\"error\":\"email\"}".into()),
+            }),
+            attempts: 1,
+            first_at: now_text(),
+            last_at: now_text(),
+            record: json!({"id": "c9"}),
+        };
+        store
+            .complete(&[Completion {
+                stream: "contacts".into(),
+                source_id: "c9".into(),
+                intent_key: None,
+                outcome: Outcome::DeadLettered(letter.clone()),
+            }])
+            .unwrap();
+        assert_eq!(
+            store.dead_letters(Some("contacts")).unwrap(),
+            vec![letter.clone()]
+        );
+        assert_eq!(letter.id(), "contacts/c9");
+        // A later success clears the dead letter.
+        store
+            .complete(&[Completion {
+                stream: "contacts".into(),
+                source_id: "c9".into(),
+                intent_key: None,
+                outcome: Outcome::Synced {
+                    target_id: "t9".into(),
+                    base: base(),
+                },
+            }])
+            .unwrap();
+        assert!(store.dead_letters(None).unwrap().is_empty());
+        store
+            .complete(&[Completion {
+                stream: "contacts".into(),
+                source_id: "c9".into(),
+                intent_key: None,
+                outcome: Outcome::Unmapped,
+            }])
+            .unwrap();
+        assert_eq!(store.target_id("contacts", "c9").unwrap(), None);
+        assert_eq!(store.source_id("contacts", "t9").unwrap(), None);
+    }
+
+    #[test]
+    fn runs_left_running_are_marked_crashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let first = store.start_run("apply").unwrap();
+        let second = store.start_run("apply").unwrap();
+        assert_eq!(second.id, first.id + 1);
+        let runs = store.runs(10).unwrap();
+        assert_eq!(runs[0].id, second.id);
+        assert_eq!(runs[1].status, RunStatus::Crashed);
+    }
+
+    #[test]
+    fn tokens_are_not_stored_in_clear_text() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .save_token("crm", "very-secret-refresh-token")
+                .unwrap();
+        }
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(
+                !bytes.windows(11).any(|w| w == b"very-secret"),
+                "{} holds the token in clear text",
+                entry.display()
+            );
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+}
