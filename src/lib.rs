@@ -12,6 +12,8 @@
 //! - [`http`]: one client per system — auth, paging, retries, limits, redaction.
 //! - [`store`]: the state store — watermarks, mappings, bases, outbox, dead letters,
 //!   runs, encrypted tokens.
+//! - [`sync`]: the interpreter — read, map, decide, outbox, write, commit; `apply` and
+//!   `plan`.
 //! - [`sandbox`]: fake SaaS APIs on loopback for the demo, tests and benchmarks.
 //! - [`cli`]: the `runner` command line; the binary only calls [`cli::main`].
 //! - [`exit`]: exit codes, part of the interface.
@@ -23,5 +25,6 @@ pub mod http;
 pub mod jsonpath;
 pub mod sandbox;
 pub mod store;
+pub mod sync;
 pub mod template;
 pub mod vars;

@@ -30,6 +30,11 @@ impl Vars {
         Vars { env, redactor }
     }
 
+    /// The environment, as templates see it under `env`.
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }

@@ -584,7 +584,12 @@ async fn a_create_that_may_have_arrived_is_not_sent_again() {
         safety: Safety::NotIdempotent,
         ..Request::get("/customers")
     };
-    for fault in [FaultKind::Reset, FaultKind::Truncated, FaultKind::Status500] {
+    for fault in [
+        FaultKind::Reset,
+        FaultKind::Truncated,
+        FaultKind::Status500,
+        FaultKind::Status503,
+    ] {
         sandbox.clear_journal();
         sandbox
             .billing()

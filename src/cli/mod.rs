@@ -1,6 +1,7 @@
 //! The `runner` command line: argument parsing (clap) and dispatch. Each command's
 //! work lives in its own module; this one only routes and maps outcomes to exit codes.
 
+mod apply;
 mod load;
 mod sandbox;
 mod state;
@@ -196,8 +197,8 @@ fn run(cli: Cli) -> Exit {
             print!("{}", crate::config::schema::pipeline_schema_text());
             Exit::Success
         }
-        Command::Plan(_) => not_built("plan", "issue #4 (one-way sync)"),
-        Command::Apply(_) => not_built("apply", "issue #4 (one-way sync)"),
+        Command::Plan(args) => apply::plan(&args),
+        Command::Apply(args) => apply::apply(&args),
         Command::Serve(_) => not_built("serve", "a later issue (webhooks and schedules)"),
         Command::Reconcile(_) => not_built("reconcile", "a later issue (reconciliation)"),
         Command::Status(args) => state::status(&args),
@@ -224,6 +225,7 @@ fn init_logging(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // A subscriber may already be set (e.g. by a test harness); keeping it is fine.
     let _ = match format {

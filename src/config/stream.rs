@@ -148,6 +148,15 @@ fn default_overlap() -> HumanDuration {
     HumanDuration::from_secs(1)
 }
 
+impl Default for IncrementalConfig {
+    fn default() -> Self {
+        IncrementalConfig {
+            filter: FilterSemantics::default(),
+            overlap: default_overlap(),
+        }
+    }
+}
+
 /// How an API treats its incremental filter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

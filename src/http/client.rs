@@ -95,6 +95,7 @@ pub struct HttpSystem {
     waiter: Waiter,
     redactor: Redactor,
     counters: Counters,
+    request_timeout: std::time::Duration,
 }
 
 impl HttpSystem {
@@ -148,6 +149,7 @@ impl HttpSystem {
             waiter: context.waiter.clone(),
             redactor: vars.redactor().clone(),
             counters: Counters::default(),
+            request_timeout: config.timeouts.request.get(),
         })
     }
 
@@ -157,6 +159,11 @@ impl HttpSystem {
 
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
+    }
+
+    /// How long one request may take (`timeouts.request`).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout
     }
 
     pub fn counters(&self) -> &Counters {
@@ -303,6 +310,19 @@ impl HttpSystem {
                     reason: format!(
                         "{method} {shown} was refused with 401: the credentials no longer work"
                     ),
+                })
+            }
+            // A 503 may come after a create was applied (a proxy timing out on a slow
+            // backend): for a create without an honoured key it is as unclear as a 500.
+            // A 429 comes from the rate limiter, before any work.
+            Verdict::Throttled
+                if request.safety == Safety::NotIdempotent
+                    && status != StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Err(HttpError::InDoubt {
+                    method,
+                    url: shown.to_string(),
+                    reason: format!("the server answered {status}: {}", self.excerpt(bytes)),
                 })
             }
             Verdict::Throttled => {

@@ -21,6 +21,6 @@ pub mod retry;
 pub use client::{ClientContext, HttpSystem, Request, Response, Safety};
 pub use error::HttpError;
 pub use oauth2::{MemoryTokenStore, TokenStore};
-pub use paginate::{pages, Listing, Page};
+pub use paginate::{pages, Listing, Page, Resume};
 pub use redact::Redactor;
 pub use retry::Waiter;

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{HeaderMap, LINK};
 use serde_json::Value;
 
@@ -29,6 +29,20 @@ pub struct Page {
     /// The page's URL, redacted.
     pub url: String,
     pub records: Vec<Value>,
+    /// The listing's total number of records, when the API says (`total_records`).
+    pub total: Option<u64>,
+    /// The request that continues the listing after this page, when there is one:
+    /// saved as a checkpoint, it lets an interrupted listing resume here.
+    pub next: Option<Resume>,
+}
+
+/// Where a listing goes on: the next request and how far it had come.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    pub target: String,
+    pub query: Vec<(String, String)>,
+    pub pages: u64,
+    pub records: u64,
 }
 
 /// A listing, rendered and compiled, ready to page through.
@@ -37,6 +51,8 @@ pub struct Listing {
     first: Request,
     records: CompiledPath,
     paging: Option<Arc<Paging>>,
+    /// Pages and records read before the first request (a resumed listing).
+    already: (u64, u64),
 }
 
 #[derive(Debug, Clone)]
@@ -96,7 +112,16 @@ impl Listing {
             first,
             records,
             paging,
+            already: (0, 0),
         })
+    }
+
+    /// The same listing, resumed where an interrupted one stopped.
+    pub fn resume(mut self, at: &Resume) -> Listing {
+        self.first.target = at.target.clone();
+        self.first.query = at.query.clone();
+        self.already = (at.pages, at.records);
+        self
     }
 
     /// The first request of the listing.
@@ -174,13 +199,14 @@ struct Walk {
 pub fn pages(
     system: Arc<HttpSystem>,
     listing: Listing,
-) -> impl Stream<Item = Result<Page, HttpError>> {
+) -> BoxStream<'static, Result<Page, HttpError>> {
+    let (pages, records) = listing.already;
     let walk = Walk {
         system,
         next: Next::Request(listing.first.clone()),
         listing,
-        pages: 0,
-        records: 0,
+        pages,
+        records,
         seen: HashSet::new(),
         last_page: None,
     };
@@ -193,6 +219,7 @@ pub fn pages(
         let response = walk.system.send(&request).await?;
         Ok(walk.take_page(response)?.map(|page| (page, walk)))
     })
+    .boxed()
 }
 
 impl Walk {
@@ -229,10 +256,28 @@ impl Walk {
                 Err(error) => Next::Fail(error),
             }
         };
+        let total = self
+            .listing
+            .paging
+            .as_ref()
+            .and_then(|p| p.total_records.as_ref())
+            .and_then(|p| p.first(&body))
+            .and_then(as_count);
+        let next = match &self.next {
+            Next::Request(request) => Some(Resume {
+                target: request.target.clone(),
+                query: request.query.clone(),
+                pages: self.pages,
+                records: self.records,
+            }),
+            _ => None,
+        };
         Ok(Some(Page {
             number: self.pages,
             url,
             records,
+            total,
+            next,
         }))
     }
 

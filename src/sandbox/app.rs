@@ -309,6 +309,13 @@ impl App {
 
     /// No refresh token works from now on (invalid_grant): the client must be
     /// reconnected.
+    /// Lets a refresh token replaced by a rotation keep working for `interval` (a
+    /// "reuse interval", as many providers have), so a client that died before saving
+    /// the new token can recover. Zero — the default — is strict rotation.
+    pub fn set_refresh_reuse_interval(&self, interval: Duration) {
+        lock(&self.state.tokens).set_reuse_interval(interval);
+    }
+
     pub fn revoke_refresh_tokens(&self) {
         lock(&self.state.tokens).revoke_refresh();
     }

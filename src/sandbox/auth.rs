@@ -100,6 +100,12 @@ pub struct Tokens {
     /// Prefix of rotated refresh tokens ("crm-refresh-").
     refresh_prefix: String,
     rotations: u64,
+    /// The token the last rotation replaced, and when. Within `reuse_interval` of the
+    /// rotation it still works and gets the same new token back — the "reuse interval"
+    /// real providers offer, so a client that died before saving the new token can
+    /// recover. Zero (the default) is strict rotation.
+    replaced: Option<(String, Instant)>,
+    reuse_interval: Duration,
 }
 
 impl Tokens {
@@ -109,7 +115,14 @@ impl Tokens {
             refresh: initial_refresh,
             refresh_prefix: format!("{app}-refresh-"),
             rotations: 0,
+            replaced: None,
+            reuse_interval: Duration::ZERO,
         }
+    }
+
+    /// How long a replaced refresh token keeps working (see `replaced`).
+    pub fn set_reuse_interval(&mut self, interval: Duration) {
+        self.reuse_interval = interval;
     }
 
     pub fn is_valid_access(&self, token: &str) -> bool {
@@ -131,10 +144,15 @@ impl Tokens {
     /// any other token — unknown, already used, or revoked.
     pub fn rotate_refresh(&mut self, presented: &str) -> Option<String> {
         if self.refresh.as_deref() != Some(presented) {
-            return None;
+            let reusable = self
+                .replaced
+                .as_ref()
+                .is_some_and(|(old, at)| old == presented && at.elapsed() < self.reuse_interval);
+            return if reusable { self.refresh.clone() } else { None };
         }
         self.rotations += 1;
         let next = format!("{}{}", self.refresh_prefix, self.rotations);
+        self.replaced = Some((presented.to_string(), Instant::now()));
         self.refresh = Some(next.clone());
         Some(next)
     }
@@ -149,6 +167,7 @@ impl Tokens {
 
     pub fn revoke_refresh(&mut self) {
         self.refresh = None;
+        self.replaced = None;
     }
 }
 
@@ -164,6 +183,27 @@ mod tests {
         assert_eq!(tokens.rotate_refresh("crm-refresh-0"), None);
         tokens.revoke_refresh();
         assert_eq!(tokens.rotate_refresh("crm-refresh-1"), None);
+    }
+
+    #[test]
+    fn a_replaced_refresh_token_works_within_the_reuse_interval() {
+        let mut tokens = Tokens::new("crm", Some("crm-refresh-0".into()));
+        tokens.set_reuse_interval(Duration::from_secs(60));
+        let next = tokens.rotate_refresh("crm-refresh-0");
+        assert_eq!(
+            tokens.rotate_refresh("crm-refresh-0"),
+            next,
+            "the lost reply is given again"
+        );
+        assert_eq!(
+            tokens.rotate_refresh("crm-refresh-1").as_deref(),
+            Some("crm-refresh-2")
+        );
+        assert_eq!(
+            tokens.rotate_refresh("crm-refresh-0"),
+            None,
+            "only the last replaced one"
+        );
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub enum Outcome {
     /// The target record was deleted: the mapping and base go.
     Unmapped,
     /// The record could not be synced.
-    DeadLettered(DeadLetter),
+    DeadLettered(Box<DeadLetter>),
 }
 
 /// The end of a record's write, committed with its outbox item in one transaction.
@@ -204,14 +204,17 @@ impl RunStatus {
     }
 }
 
-/// What one stream did in a run.
+/// What one stream did in a run. Counters added later read as zero from older runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StreamCounts {
     pub stream: String,
     pub read: u64,
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Records linked to an existing target record on first contact (`match_on`).
+    pub linked: u64,
     pub deleted: u64,
     pub dead_lettered: u64,
     /// Records waiting for a reference to another stream.
@@ -262,7 +265,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Commits completions (outbox item done + mapping + base, or dead letter) in one
     /// transaction, and flushes.
-    fn complete(&self, completions: &[Completion]) -> StoreResult<()>;
+    fn complete(&self, completions: &[Completion]) -> StoreResult<()> {
+        self.complete_with_marks(completions, &[])
+    }
+    /// [`Store::complete`], writing `marks` (named values, such as how far a JSON-lines
+    /// target file is committed) in the same transaction.
+    fn complete_with_marks(
+        &self,
+        completions: &[Completion],
+        marks: &[(String, Vec<u8>)],
+    ) -> StoreResult<()>;
+    /// A value written by [`Store::complete_with_marks`].
+    fn mark(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
 
     fn dead_letters(&self, stream: Option<&str>) -> StoreResult<Vec<DeadLetter>>;
     fn dead_letter(&self, stream: &str, source_id: &str) -> StoreResult<Option<DeadLetter>>;

@@ -56,6 +56,10 @@ fn prefix(stream: &str) -> Vec<u8> {
     key(stream, "")
 }
 
+fn mark_key(name: &str) -> Vec<u8> {
+    format!("mark:{name}").into_bytes()
+}
+
 fn id_of(key: &[u8]) -> String {
     let id = key
         .iter()
@@ -285,8 +289,16 @@ impl Store for SledStore {
         self.get(&self.outbox, "outbox item", &key(stream, &intent_key))
     }
 
-    fn complete(&self, completions: &[Completion]) -> StoreResult<()> {
-        if completions.is_empty() {
+    fn mark(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.meta.get(mark_key(name))?.map(|v| v.to_vec()))
+    }
+
+    fn complete_with_marks(
+        &self,
+        completions: &[Completion],
+        marks: &[(String, Vec<u8>)],
+    ) -> StoreResult<()> {
+        if completions.is_empty() && marks.is_empty() {
             return Ok(());
         }
         let trees = (
@@ -296,9 +308,13 @@ impl Store for SledStore {
             &self.target_to_source,
             &self.bases,
             &self.dead,
+            &self.meta,
         );
         trees
-            .transaction(|(outbox, by_source, s2t, t2s, bases, dead)| {
+            .transaction(|(outbox, by_source, s2t, t2s, bases, dead, meta)| {
+                for (name, value) in marks {
+                    meta.insert(mark_key(name), value.as_slice())?;
+                }
                 for done in completions {
                     let record = key(&done.stream, &done.source_id);
                     if let Some(intent_key) = &done.intent_key {
@@ -644,7 +660,7 @@ mod tests {
                 stream: "contacts".into(),
                 source_id: "c9".into(),
                 intent_key: None,
-                outcome: Outcome::DeadLettered(letter.clone()),
+                outcome: Outcome::DeadLettered(Box::new(letter.clone())),
             }])
             .unwrap();
         assert_eq!(
