@@ -2,6 +2,7 @@
 //! work lives in its own module; this one only routes and maps outcomes to exit codes.
 
 mod apply;
+mod demo;
 mod load;
 mod sandbox;
 mod state;
@@ -86,7 +87,7 @@ pub enum Command {
     State(state::StateArgs),
     /// Run a sync end to end against built-in sandbox APIs, with the unhappy paths on.
     /// Needs no setup.
-    Demo(DemoArgs),
+    Demo(demo::DemoArgs),
     /// Serve the sandbox APIs (a CRM and a billing system) on loopback, to try
     /// pipelines against without any account.
     Sandbox(sandbox::SandboxArgs),
@@ -173,16 +174,6 @@ pub enum SecretAction {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Where to write the demo pipeline and its state (default: a temporary folder).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// A smaller, quicker demo (under a minute).
-    #[arg(long)]
-    pub fast: bool,
-}
-
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -207,7 +198,7 @@ fn run(cli: Cli) -> Exit {
         Command::Mappings(args) => state::mappings(&args),
         Command::State(args) => state::state(&args),
         Command::Secrets(_) => not_built("secrets", "a later issue (encrypted secrets)"),
-        Command::Demo(_) => not_built("demo", "issue #4 (first demo)"),
+        Command::Demo(args) => demo::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
     }
 }
