@@ -109,6 +109,13 @@ impl World {
         self.command(args).output().expect("runner starts")
     }
 
+    /// `runner COMMAND FILE rest...`, for commands whose subcommands follow the file.
+    pub fn run_on_file(&self, command: &str, rest: &[&str]) -> Output {
+        let mut cmd = self.command(&[command]);
+        cmd.args(rest);
+        cmd.output().expect("runner starts")
+    }
+
     pub fn apply(&self) -> Output {
         self.run(&["apply"])
     }
@@ -377,6 +384,27 @@ fn refused_records_are_dead_lettered_and_can_be_retried_after_the_fix() {
     assert!(runner::store::Store::dead_letters(&store, None)
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn dead_letters_are_retried_with_the_fixed_pipeline() {
+    let world = World::new(SandboxConfig::default(), PIPELINE);
+    world.sandbox.crm().seed(3);
+    let bad = world.sandbox.crm().insert(json!({"first_name": "No", "last_name": "Email"}));
+    assert_eq!(code(&world.apply()), 4);
+    // Retrying before the fix fails the same way and keeps the letter.
+    let again = world.run_on_file("dead-letters", &["retry"]);
+    assert_eq!(code(&again), 4, "{}", with_env_report(&again));
+    // The fix: the pipeline gives contacts without an email a placeholder.
+    let fixed = PIPELINE.replace(r#"email: { from: "$.email" }"#, r#"email: { from: "$.email", default: "unknown@example.com" }"#);
+    std::fs::write(&world.file, fixed).unwrap();
+    let retried = world.run_on_file("dead-letters", &["retry", &format!("contacts/{bad}")]);
+    assert_eq!(code(&retried), 0, "{}", with_env_report(&retried));
+    assert!(stdout(&retried).contains("retried 1; 0 dead letters left"), "{}", stdout(&retried));
+    let customer = world.sandbox.billing().records().into_iter().find(|c| c["crm_id"] == json!(bad)).expect("the retried record was created");
+    assert_eq!(customer["email"], "unknown@example.com");
+    let listed = world.run_on_file("dead-letters", &["list"]);
+    assert!(!stdout(&listed).contains(&bad), "{}", stdout(&listed));
 }
 
 #[test]

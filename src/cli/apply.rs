@@ -8,7 +8,7 @@ use crate::vars::Vars;
 
 /// Builds the engine of a pipeline file: validated pipeline, its store, the
 /// environment.
-fn engine(file: &std::path::Path, stream: Option<&str>) -> Result<Engine, Exit> {
+pub(crate) fn engine(file: &std::path::Path, stream: Option<&str>) -> Result<Engine, Exit> {
     let pipeline = load::pipeline(file)?;
     load::stream(&pipeline, stream)?;
     let store = load::store(&pipeline, file)?;
@@ -91,7 +91,7 @@ pub fn plan(args: &PlanArgs) -> Exit {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

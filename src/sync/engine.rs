@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use serde_json::Value;
 
 use super::mapper::Mapper;
 use super::one_way::{StreamRun, Target};
@@ -20,7 +21,7 @@ use crate::config::PipelineConfig;
 use crate::exit::Exit;
 use crate::http::{ClientContext, HttpSystem, TokenStore, Waiter};
 use crate::jsonpath::CompiledPath;
-use crate::store::{now_text, RunRecord, RunStatus, Store, StreamCounts};
+use crate::store::{now_text, DeadLetter, RunRecord, RunStatus, Store, StreamCounts};
 use crate::template::analyze;
 use crate::vars::Vars;
 
@@ -79,52 +80,63 @@ impl Engine {
     }
 
     /// Runs the pipeline (or one stream of it) once.
-    pub async fn apply(
+    pub async fn apply(&self, options: &RunOptions, progress: &Progress) -> Result<RunReport, SyncError> {
+        let command = if options.full { "apply --full" } else { "apply" };
+        self.execute(command, options, progress, None).await
+    }
+
+    /// Sends dead letters again: each stored source record goes through its stream
+    /// once more, mapped with the pipeline as it is now. A letter that fails again is
+    /// replaced by a new one; one that goes through is gone. Letters without a source
+    /// record (a broken line of a file) cannot be sent: the next run reads them again.
+    pub async fn retry_dead_letters(&self, letters: Vec<DeadLetter>, progress: &Progress) -> Result<RunReport, SyncError> {
+        let mut records: HashMap<String, Vec<Value>> = HashMap::new();
+        for letter in letters.into_iter().filter(|l| l.record.is_object()) {
+            records.entry(letter.stream).or_default().push(letter.record);
+        }
+        self.execute("dead-letters retry", &RunOptions::default(), progress, Some(records)).await
+    }
+
+    /// Runs streams in order and records the run. With `only_records`, each stream
+    /// named there processes just those records instead of reading its source.
+    async fn execute(
         &self,
+        command: &str,
         options: &RunOptions,
         progress: &Progress,
+        mut only_records: Option<HashMap<String, Vec<Value>>>,
     ) -> Result<RunReport, SyncError> {
-        let command = if options.full {
-            "apply --full"
-        } else {
-            "apply"
-        };
         let mut run = self.store.start_run(command)?;
         let now = run.started_at.clone();
         let mut broken_systems: HashSet<String> = HashSet::new();
         let mut exit = Exit::Success;
         for name in self.stream_order(options.stream.as_deref()) {
-            let Some(stream) = self.pipeline.streams.get(&name) else {
-                continue;
+            let records = match only_records.as_mut() {
+                Some(all) => match all.remove(&name) {
+                    Some(records) => Some(records),
+                    None => continue,
+                },
+                None => None,
             };
-            let systems = systems_of(stream);
-            if let Some(system) = systems.iter().find(|s| broken_systems.contains(**s)) {
-                let counts = StreamCounts {
+            let Some(stream) = self.pipeline.streams.get(&name) else { continue };
+            if let Some(system) = systems_of(stream).iter().find(|s| broken_systems.contains(**s)) {
+                run.streams.push(StreamCounts {
                     stream: name.clone(),
                     error: Some(format!("skipped: reconnect {system} first")),
                     ..StreamCounts::default()
-                };
-                run.streams.push(counts);
+                });
                 continue;
             }
-            let (counts, error) = match stream {
-                StreamConfig::OneWay(config) => {
-                    match self.one_way(&name, config, options, &now, progress) {
-                        Ok(stream_run) => stream_run.run().await,
-                        Err(error) => (
-                            StreamCounts {
-                                stream: name.clone(),
-                                ..StreamCounts::default()
-                            },
-                            Some(error),
-                        ),
+            let (mut counts, error) = match stream {
+                StreamConfig::OneWay(config) => match self.one_way(&name, config, options, &now, progress) {
+                    Ok(stream_run) => {
+                        let (counts, _, error) = stream_run.run_with_plan(records).await;
+                        (counts, error)
                     }
-                }
+                    Err(error) => (StreamCounts { stream: name.clone(), ..StreamCounts::default() }, Some(error)),
+                },
                 StreamConfig::TwoWay(_) => (
-                    StreamCounts {
-                        stream: name.clone(),
-                        ..StreamCounts::default()
-                    },
+                    StreamCounts { stream: name.clone(), ..StreamCounts::default() },
                     Some(SyncError::TwoWayNotBuilt(name.clone())),
                 ),
             };
@@ -136,12 +148,11 @@ impl Engine {
                     broken_systems.insert(system.to_string());
                 }
                 exit = worse(exit, error.exit());
+                if counts.error.is_none() {
+                    counts.error = Some(error.to_string());
+                }
             } else if counts.dead_lettered > 0 {
                 exit = worse(exit, Exit::DeadLettered);
-            }
-            let mut counts = counts;
-            if counts.error.is_none() {
-                counts.error = error.map(|e| e.to_string());
             }
             run.streams.push(counts);
         }
@@ -178,7 +189,7 @@ impl Engine {
             let plan = match stream {
                 StreamConfig::OneWay(config) => {
                     match self.one_way(&name, config, &options, &now, &progress) {
-                        Ok(stream_run) => stream_run.run_with_plan().await.1,
+                        Ok(stream_run) => stream_run.run_with_plan(None).await.1,
                         Err(error) => StreamPlan {
                             stream: name.clone(),
                             error: Some(error.to_string()),

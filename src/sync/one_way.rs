@@ -127,14 +127,15 @@ impl<'a> StreamRun<'a> {
 
     /// Runs the stream; the counts say what happened, the error why it stopped early.
     pub async fn run(self) -> (StreamCounts, Option<SyncError>) {
-        let (counts, _, error) = self.run_with_plan().await;
+        let (counts, _, error) = self.run_with_plan(None).await;
         (counts, error)
     }
 
-    /// Runs the stream, also returning what a dry run planned.
-    pub async fn run_with_plan(mut self) -> (StreamCounts, StreamPlan, Option<SyncError>) {
+    /// Runs the stream over its source — or, given `records`, over those records only
+    /// (dead letters sent again) — also returning what a dry run planned.
+    pub async fn run_with_plan(mut self, records: Option<Vec<Value>>) -> (StreamCounts, StreamPlan, Option<SyncError>) {
         let started = Instant::now();
-        let result = self.steps().await;
+        let result = self.steps(records).await;
         self.counts.duration_ms = started.elapsed().as_millis() as u64;
         if let Err(error) = &result {
             self.counts.error = Some(error.to_string());
@@ -147,15 +148,19 @@ impl<'a> StreamRun<'a> {
         self.options.dry_run
     }
 
-    async fn steps(&mut self) -> Result<(), SyncError> {
+    async fn steps(&mut self, records: Option<Vec<Value>>) -> Result<(), SyncError> {
         if let (Target::Jsonl(path), false) = (&self.target, self.dry()) {
             self.jsonl = Some(JsonlFile::open(path, &self.name, self.store.as_ref())?);
         }
         self.recover().await?;
-        self.retry_waiting().await?;
-        let complete = self.read_source().await?;
-        if complete {
-            self.apply_deletes().await?;
+        match records {
+            Some(records) => self.process(records, false).await?,
+            None => {
+                self.retry_waiting().await?;
+                if self.read_source().await? {
+                    self.apply_deletes().await?;
+                }
+            }
         }
         if self.unresolved > 0 {
             return Err(SyncError::InDoubt {

@@ -59,10 +59,7 @@ pub(super) fn run(args: &DeadLettersArgs) -> Done {
     let file = &args.file;
     match &args.action {
         DeadLetterAction::List { stream, format } => list(file, stream.as_deref(), *format),
-        DeadLetterAction::Retry { .. } => Ok(crate::cli::not_built(
-            "dead-letters retry",
-            "the sync engine",
-        )),
+        DeadLetterAction::Retry { id } => retry(file, id.as_deref()),
         DeadLetterAction::Discard { id: Some(id), .. } => discard_one(file, id),
         DeadLetterAction::Discard {
             id: None,
@@ -169,6 +166,50 @@ fn excerpt(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
     }
+}
+
+/// Sends dead letters again through their streams (the pipeline as it is now): those
+/// that go through are gone, those that fail again get a fresh letter.
+fn retry(file: &Path, id: Option<&str>) -> Done {
+    let engine = crate::cli::apply::engine(file, None)?;
+    let mut letters = engine.store().dead_letters(None)?;
+    if let Some(id) = id {
+        letters.retain(|letter| letter.id() == id);
+        if letters.is_empty() {
+            eprintln!(
+                "runner: there is no dead letter `{id}` (ids are `stream/source_id`; \
+                 `runner dead-letters {} list` shows them)",
+                file.display()
+            );
+            return Ok(Exit::Invalid);
+        }
+    }
+    let (sendable, stuck): (Vec<DeadLetter>, Vec<DeadLetter>) =
+        letters.into_iter().partition(|l| l.record.is_object());
+    for letter in &stuck {
+        println!(
+            "{}: no source record kept (a broken line of a file?); fix the source and the next run reads it again",
+            letter.id()
+        );
+    }
+    if sendable.is_empty() {
+        println!("no dead letters to retry");
+        return Ok(Exit::Success);
+    }
+    let count = sendable.len();
+    let runtime = crate::cli::apply::runtime()?;
+    let progress = crate::sync::Progress::on_terminal();
+    let report = match runtime.block_on(engine.retry_dead_letters(sendable, &progress)) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("runner dead-letters retry: {error}");
+            return Ok(error.exit());
+        }
+    };
+    print!("{}", crate::sync::report::summary(&report, &file.display().to_string()));
+    let left = engine.store().dead_letters(None)?.len();
+    println!("retried {count}; {left} dead letters left");
+    Ok(report.exit)
 }
 
 fn discard_one(file: &Path, id: &str) -> Done {
