@@ -1,5 +1,858 @@
-//! Sync benchmarks (see BENCHMARKS.md). Not written yet.
+//! Sync benchmarks (see BENCHMARKS.md): whole `runner apply` runs against the sandbox.
+//!
+//! - `create`: the initial one-way sync of N/10 CRM contacts (default 100,000) into
+//!   billing with one POST per record at `max_in_flight: 16`, next to a bare loop of
+//!   16 concurrent POSTs of the same bodies (reqwest, API key, nothing else).
+//! - `create-idem`: the same initial sync with an `Idempotency-Key` header.
+//! - `incremental`: a run over N mapped records (default 1,000,000) of which 100
+//!   changed, and the same at N/10 for the memory check.
+//! - `jsonl`: API → JSON-lines export of N synthetic records at 1,000 per page, next to
+//!   the bare pull loop of `benches/pull.rs`, and the same at N/10.
+//!
+//! `cargo bench --bench sync [-- --only create,jsonl] [--records N] [--log debug]`
+//!
+//! Every measured loop runs in its own child process, so its peak resident memory
+//! (VmHWM) is its own and not the sandbox's: the sandbox runs in this (parent) process.
+//! A runner child is the real command line — this binary re-executed with
+//! `SYNC_BENCH_REPORT` set calls `runner::cli::main()` with `apply FILE`, exactly what
+//! the `runner` binary's `main` does — and writes its peak RSS to that file on exit.
+//! Its seconds are the parent's wall clock from spawn to exit (process start, pipeline
+//! validation, store open, the run, the summary).
 
-fn main() {
-    println!("sync benchmarks: not written yet");
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use runner::config::stream::StreamConfig;
+use runner::config::{check_source, PipelineConfig};
+use runner::sandbox::{self, Sandbox, SandboxConfig};
+use runner::store::{Base, Completion, Outcome, RunRecord, SledStore, Store, Watermark};
+use runner::sync::mapper::Mapper;
+use serde_json::{json, Value};
+
+/// The env var that makes this binary act as `runner` (value: the report file).
+const REPORT_ENV: &str = "SYNC_BENCH_REPORT";
+/// Records per listing page.
+const PAGE: usize = 1000;
+/// Concurrent writes, as billing's `limits.max_in_flight`.
+const IN_FLIGHT: usize = 16;
+/// Contacts changed before the incremental run.
+const CHANGED: usize = 100;
+/// Completions per store transaction while building the mapped state.
+const SETUP_BATCH: usize = 10_000;
+const STREAM: &str = "contacts";
+
+const SCENARIOS: [&str; 4] = ["create", "create-idem", "incremental", "jsonl"];
+
+/// Goals.
+const CREATE_RATIO: f64 = 0.7;
+const JSONL_RATIO: f64 = 0.8;
+const INCREMENTAL_SECONDS: f64 = 1.0;
+const RSS_MIB: u64 = 64;
+
+fn main() -> ExitCode {
+    if let Some(report) = std::env::var_os(REPORT_ENV) {
+        // The child: `runner apply FILE`, in this process.
+        let code = runner::cli::main();
+        let _ = std::fs::write(report, peak_rss_kib().to_string());
+        return code;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        bare_child(&args[i + 1..]);
+        return ExitCode::SUCCESS;
+    }
+    let options = Options::parse(&args);
+    run(&options);
+    ExitCode::SUCCESS
+}
+
+struct Options {
+    only: Vec<String>,
+    /// The large size (incremental and JSONL); creates use a tenth of it.
+    records: usize,
+    /// `RUNNER_LOG` for the runner children; their stderr is kept in /tmp.
+    log: Option<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Options {
+        let value = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+        };
+        let mut only = Vec::new();
+        for (i, arg) in args.iter().enumerate() {
+            if arg == "--only" {
+                if let Some(names) = args.get(i + 1) {
+                    only.extend(names.split(',').map(str::to_string));
+                }
+            }
+        }
+        for name in &only {
+            assert!(
+                SCENARIOS.contains(&name.as_str()),
+                "unknown scenario `{name}`; scenarios: {}",
+                SCENARIOS.join(", ")
+            );
+        }
+        Options {
+            only,
+            records: value("--records")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1_000_000),
+            log: value("--log").cloned(),
+        }
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == scenario)
+    }
+}
+
+/// One line of the table.
+struct Row {
+    name: String,
+    records: u64,
+    seconds: f64,
+    peak_kib: u64,
+    /// Shown after the figures: ratio, goal and verdict, details.
+    note: String,
+    /// Whether records/s means anything for this row.
+    rate: bool,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+}
+
+/// A goal and whether it was met, for the summary.
+struct Verdict {
+    goal: String,
+    figure: String,
+    met: bool,
+}
+
+fn run(options: &Options) {
+    let large = options.records;
+    let small = (large / 10).max(1);
+    let creates = small;
+    println!(
+        "sync benchmarks: creates {creates} records, incremental and JSONL {large} (memory check at {small}), \
+{PAGE} per page, {IN_FLIGHT} writes in flight, sandbox on loopback in the parent process"
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    let mut bare_post: Option<(f64, u64)> = None;
+
+    if options.wants("create") || options.wants("create-idem") {
+        let bare = measure_bare_post(creates);
+        bare_post = Some((bare.rate(), bare.peak_kib));
+        print_row(&bare);
+        rows.push(bare);
+    }
+    if options.wants("create") {
+        let mut smaller = measure_creates(options, creates / 10, false);
+        smaller.name = format!("{} (memory check)", smaller.name);
+        let row = measure_creates(options, creates, false);
+        let ratio = row.rate() / bare_post.map_or(f64::NAN, |b| b.0);
+        let mut row = row;
+        row.note = format!("{ratio:.2}x bare; {}", row.note);
+        verdicts.push(Verdict {
+            goal: format!("creates >= {CREATE_RATIO:.1}x the bare POST loop"),
+            figure: format!(
+                "{ratio:.2}x ({:.0} vs {:.0} records/s)",
+                row.rate(),
+                bare_post.map_or(0.0, |b| b.0)
+            ),
+            met: ratio >= CREATE_RATIO,
+        });
+        verdicts.push(rss_verdict("creates", &smaller, &row));
+        print_row(&row);
+        print_row(&smaller);
+        rows.push(row);
+        rows.push(smaller);
+    }
+    if options.wants("create-idem") {
+        let mut row = measure_creates(options, creates, true);
+        let ratio = row.rate() / bare_post.map_or(f64::NAN, |b| b.0);
+        row.note = format!("{ratio:.2}x bare; {}", row.note);
+        verdicts.push(Verdict {
+            goal: format!("creates with Idempotency-Key >= {CREATE_RATIO:.1}x the bare POST loop"),
+            figure: format!("{ratio:.2}x"),
+            met: ratio >= CREATE_RATIO,
+        });
+        print_row(&row);
+        rows.push(row);
+    }
+    if options.wants("incremental") {
+        let smaller = measure_incremental(options, small);
+        print_row(&smaller);
+        let row = measure_incremental(options, large);
+        print_row(&row);
+        verdicts.push(Verdict {
+            goal: format!(
+                "incremental run, {CHANGED} of {large} changed, < {INCREMENTAL_SECONDS:.0} s"
+            ),
+            figure: format!("{:.2} s", row.seconds),
+            met: row.seconds < INCREMENTAL_SECONDS,
+        });
+        verdicts.push(rss_verdict("incremental", &smaller, &row));
+        rows.push(smaller);
+        rows.push(row);
+    }
+    if options.wants("jsonl") {
+        let bare = measure_bare_pull(large);
+        print_row(&bare);
+        let smaller = measure_jsonl(options, small);
+        print_row(&smaller);
+        let mut row = measure_jsonl(options, large);
+        let ratio = row.rate() / bare.rate();
+        row.note = format!("{ratio:.2}x bare; {}", row.note);
+        print_row(&row);
+        verdicts.push(Verdict {
+            goal: format!("API -> JSONL >= {JSONL_RATIO:.1}x the bare pull loop"),
+            figure: format!(
+                "{ratio:.2}x ({:.0} vs {:.0} records/s)",
+                row.rate(),
+                bare.rate()
+            ),
+            met: ratio >= JSONL_RATIO,
+        });
+        verdicts.push(rss_verdict("JSONL export", &smaller, &row));
+        rows.push(bare);
+        rows.push(smaller);
+        rows.push(row);
+    }
+
+    println!();
+    println!("{}", header());
+    for row in &rows {
+        println!("{}", format_row(row));
+    }
+    println!();
+    for verdict in &verdicts {
+        println!(
+            "{:<8} {}: {}",
+            if verdict.met { "met" } else { "MISSED" },
+            verdict.goal,
+            verdict.figure
+        );
+    }
+}
+
+/// Peak RSS at most `RSS_MIB` at both sizes, and flat: the large run within 25% (and
+/// at least 2 MiB) of the small one.
+fn rss_verdict(what: &str, small: &Row, large: &Row) -> Verdict {
+    let (s, l) = (small.peak_kib / 1024, large.peak_kib / 1024);
+    let flat = large.peak_kib as f64 <= small.peak_kib as f64 * 1.25 + 2048.0;
+    Verdict {
+        goal: format!("{what}: peak RSS <= {RSS_MIB} MiB and flat"),
+        figure: format!(
+            "{s} MiB at {} records, {l} MiB at {} records{}",
+            small.records,
+            large.records,
+            if flat { "" } else { " (grows)" }
+        ),
+        met: l <= RSS_MIB && s <= RSS_MIB && flat,
+    }
+}
+
+fn header() -> String {
+    format!(
+        "{:<46} {:>9} {:>8} {:>10} {:>9}  {}",
+        "run", "records", "seconds", "records/s", "peak RSS", "notes"
+    )
+}
+
+fn format_row(row: &Row) -> String {
+    let rate = if row.rate {
+        format!("{:.0}", row.rate())
+    } else {
+        "-".to_string()
+    };
+    format!(
+        "{:<46} {:>9} {:>8.2} {:>10} {:>5} MiB  {}",
+        row.name,
+        row.records,
+        row.seconds,
+        rate,
+        row.peak_kib / 1024,
+        row.note
+    )
+}
+
+fn print_row(row: &Row) {
+    println!("{}", format_row(row));
+    let _ = std::io::stdout().flush();
+}
+
+// --- pipelines -------------------------------------------------------------------
+
+const CRM_SYSTEM: &str = r#"
+  crm:
+    type: http
+    base_url: "{{ env.CRM_URL }}"
+    auth:
+      type: oauth2
+      grant: refresh_token
+      token_url: "{{ env.CRM_URL }}/oauth/token"
+      client_id: "{{ secret.CRM_CLIENT_ID }}"
+      client_secret: "{{ secret.CRM_CLIENT_SECRET }}"
+      refresh_token: "{{ secret.CRM_REFRESH_TOKEN }}"
+"#;
+
+const SOURCE: &str = r#"
+    source_of_truth: crm
+    source:
+      system: crm
+      read:
+        path: /contacts
+        params: { updated_since: "{{ watermark }}", limit: 1000 }
+        records: "$.data[*]"
+        paginate: { style: cursor, cursor: "$.next_cursor", param: cursor }
+      id: "$.id"
+      updated_at: "$.updated_at""#;
+
+/// CRM contacts → billing customers, one POST per new record (no `match_on`: the pure
+/// create path), PATCH per changed one.
+fn billing_pipeline(idempotency: bool) -> String {
+    let idempotency = if idempotency {
+        "\n      idempotency_header: Idempotency-Key"
+    } else {
+        ""
+    };
+    format!(
+        r#"version: 1
+name: bench-contacts
+state: {{ path: state }}
+systems:{CRM_SYSTEM}  billing:
+    type: http
+    base_url: "{{{{ env.BILLING_URL }}}}"
+    auth: {{ type: api_key, name: X-Api-Key, value: "{{{{ secret.BILLING_API_KEY }}}}" }}
+    limits: {{ max_in_flight: {IN_FLIGHT} }}
+streams:
+  {STREAM}:{SOURCE}
+    target:
+      system: billing
+      id: "$.id"
+      create: {{ method: POST, path: /customers, id: "$.id" }}
+      update: {{ method: PATCH, path: "/customers/{{{{ target_id }}}}" }}{idempotency}
+    fields:
+      email: {{ from: "$.email" }}
+      name: {{ template: "{{{{ record.first_name }}}} {{{{ record.last_name }}}}" }}
+      crm_id: {{ from: "$.id" }}
+"#
+    )
+}
+
+/// CRM contacts → a JSON-lines file (the shape of pipelines/contacts-to-jsonl.yaml).
+fn jsonl_pipeline() -> String {
+    format!(
+        r#"version: 1
+name: bench-export
+state: {{ path: state }}
+systems:{CRM_SYSTEM}  export:
+    type: jsonl
+    path: export/contacts.jsonl
+streams:
+  {STREAM}:{SOURCE}
+    target:
+      system: export
+    fields:
+      id: {{ from: "$.id" }}
+      email: {{ from: "$.email" }}
+      name: {{ template: "{{{{ record.first_name }}}} {{{{ record.last_name }}}}" }}
+      updated_at: {{ from: "$.updated_at" }}
+"#
+    )
+}
+
+fn parse_pipeline(text: &str) -> PipelineConfig {
+    let checked = check_source("bench.yaml", text);
+    let rendered: Vec<String> = checked.diagnostics.iter().map(|d| d.render()).collect();
+    checked
+        .pipeline
+        .unwrap_or_else(|| panic!("bench pipeline invalid:\n{}", rendered.join("\n")))
+}
+
+// --- a runner child ----------------------------------------------------------------
+
+/// A sandbox and a directory holding a pipeline file and its state.
+struct World {
+    sandbox: Sandbox,
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl World {
+    fn new(pipeline: &str) -> World {
+        let sandbox = Sandbox::start(SandboxConfig::default()).expect("sandbox starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("pipeline.yaml");
+        parse_pipeline(pipeline);
+        std::fs::write(&file, pipeline).expect("pipeline written");
+        World { sandbox, dir, file }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Runs `runner apply FILE` in a child process: (wall seconds, peak RSS KiB).
+    fn apply(&self, options: &Options, label: &str) -> (f64, u64) {
+        let report = self.dir.path().join("bench-report");
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        command
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env(REPORT_ENV, &report)
+            .env("CRM_URL", self.sandbox.crm().base_url())
+            .env("BILLING_URL", self.sandbox.billing().base_url())
+            .env("CRM_CLIENT_ID", sandbox::CRM_CLIENT_ID)
+            .env("CRM_CLIENT_SECRET", sandbox::CRM_CLIENT_SECRET)
+            .env("CRM_REFRESH_TOKEN", sandbox::CRM_REFRESH_TOKEN)
+            .env("BILLING_API_KEY", sandbox::BILLING_API_KEY)
+            .arg("apply")
+            .arg(&self.file);
+        if let Some(level) = &options.log {
+            command.env("RUNNER_LOG", level);
+        }
+        let started = Instant::now();
+        let output = command.output().expect("runner child starts");
+        let seconds = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if options.log.is_some() {
+            let log = std::env::temp_dir().join(format!("sync-bench-{label}.log"));
+            std::fs::write(&log, stderr.as_bytes()).expect("log written");
+            println!("  (log of `{label}`: {})", log.display());
+        }
+        assert!(
+            output.status.success(),
+            "runner apply failed ({:?}):\n{}\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            stderr.lines().take(40).collect::<Vec<_>>().join("\n")
+        );
+        let peak_kib = std::fs::read_to_string(&report)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .expect("the runner child reports its peak RSS");
+        (seconds, peak_kib)
+    }
+
+    /// The run the child recorded in the store.
+    fn last_run(&self) -> RunRecord {
+        let store = SledStore::open(&self.state_dir()).expect("store opens");
+        store
+            .runs(1)
+            .expect("runs")
+            .into_iter()
+            .next()
+            .expect("a run was recorded")
+    }
+}
+
+// --- creates ---------------------------------------------------------------------
+
+/// The bodies the pipeline sends for the contacts of `sandbox`: email, name, crm_id.
+fn bodies(sandbox: &Sandbox) -> Vec<Value> {
+    sandbox
+        .crm()
+        .records()
+        .into_iter()
+        .map(|c| {
+            let name = format!(
+                "{} {}",
+                c["first_name"].as_str().unwrap_or_default(),
+                c["last_name"].as_str().unwrap_or_default()
+            );
+            json!({"email": c["email"], "name": name, "crm_id": c["id"]})
+        })
+        .collect()
+}
+
+fn measure_bare_post(records: usize) -> Row {
+    let sandbox = Sandbox::start(SandboxConfig::default()).expect("sandbox starts");
+    sandbox.crm().seed(records);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bodies.jsonl");
+    let mut text = String::new();
+    for body in bodies(&sandbox) {
+        text.push_str(&body.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&file, text).expect("bodies written");
+    let (count, seconds, peak_kib) = child(&[
+        "bare-post",
+        &sandbox.billing().base_url(),
+        &file.display().to_string(),
+    ]);
+    assert_eq!(count as usize, records, "bare POST loop lost records");
+    assert_eq!(sandbox.billing().stats().creates as usize, records);
+    Row {
+        name: format!("bare POST loop, {IN_FLIGHT} in flight"),
+        records: count,
+        seconds,
+        peak_kib,
+        note: "reqwest, API key, parse the id".into(),
+        rate: true,
+    }
+}
+
+fn measure_creates(options: &Options, records: usize, idempotency: bool) -> Row {
+    let world = World::new(&billing_pipeline(idempotency));
+    world.sandbox.crm().seed(records);
+    let label = if idempotency { "create-idem" } else { "create" };
+    let (seconds, peak_kib) = world.apply(options, &format!("{label}-{records}"));
+    let run = world.last_run();
+    let counts = &run.streams[0];
+    assert_eq!(counts.created as usize, records, "{run:?}");
+    let stats = world.sandbox.billing().stats();
+    assert_eq!(stats.creates as usize, records, "{stats:?}");
+    assert_eq!(world.sandbox.billing().len(), records);
+    Row {
+        name: format!(
+            "runner apply: creates{}",
+            if idempotency {
+                " + Idempotency-Key"
+            } else {
+                ""
+            }
+        ),
+        records: records as u64,
+        seconds,
+        peak_kib,
+        note: format!("run {} ms in the stream", counts.duration_ms),
+        rate: true,
+    }
+}
+
+// --- incremental -----------------------------------------------------------------
+
+/// The billing id a contact is mapped to: "c_000123" → "cus_000123".
+fn target_id(contact_id: &str) -> String {
+    format!("cus_{}", contact_id.trim_start_matches("c_"))
+}
+
+/// `records` contacts, all mapped with their current bases and the watermark at the
+/// newest; then `CHANGED` of them change. Times one incremental run.
+fn measure_incremental(options: &Options, records: usize) -> Row {
+    let text = billing_pipeline(false);
+    let world = World::new(&text);
+    let started = Instant::now();
+    world.sandbox.crm().seed(records);
+    let seeded = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let pipeline = parse_pipeline(&text);
+    let Some(StreamConfig::OneWay(stream)) = pipeline.streams.get(STREAM) else {
+        panic!("the bench pipeline has a one-way stream");
+    };
+    {
+        let store = Arc::new(SledStore::open(&world.state_dir()).expect("store opens"));
+        let refs: Arc<dyn Store> = store.clone();
+        let mapper = Mapper::new(&stream.fields, refs, json!({})).expect("mapper");
+        let contacts = world.sandbox.crm().records();
+        let newest = contacts
+            .last()
+            .and_then(|c| c["updated_at"].as_str())
+            .expect("contacts have updated_at")
+            .to_string();
+        for chunk in contacts.chunks(SETUP_BATCH) {
+            let completions: Vec<Completion> = chunk
+                .iter()
+                .map(|contact| {
+                    let id = contact["id"].as_str().expect("contact id").to_string();
+                    let mapped = mapper.map(contact, "now").expect("maps");
+                    Completion {
+                        stream: STREAM.to_string(),
+                        intent_key: None,
+                        outcome: Outcome::Synced {
+                            target_id: target_id(&id),
+                            base: Base {
+                                hash: mapped.hash,
+                                fields: mapped.fields,
+                                deleted: false,
+                            },
+                        },
+                        source_id: id,
+                    }
+                })
+                .collect();
+            store.complete(&completions).expect("mapped state stored");
+        }
+        store
+            .set_watermark(STREAM, &Watermark { value: newest })
+            .expect("watermark");
+        assert_eq!(store.mapped_count(STREAM).expect("count") as usize, records);
+    }
+    let stored = started.elapsed().as_secs_f64();
+
+    // Change CHANGED contacts spread over the whole set; billing holds their customers.
+    let contacts = world.sandbox.crm().records();
+    let step = (records / CHANGED).max(1);
+    let mut changed = HashSet::new();
+    for k in 0..CHANGED.min(records) {
+        let contact = &contacts[k * step + step / 2];
+        let id = contact["id"].as_str().expect("id").to_string();
+        assert!(world
+            .sandbox
+            .crm()
+            .update(&id, json!({"last_name": format!("Changed{k}")})));
+        world.sandbox.billing().insert(json!({
+            "id": target_id(&id),
+            "email": contact["email"],
+            "name": "before the change",
+            "crm_id": id,
+        }));
+        changed.insert(id);
+    }
+    drop(contacts);
+
+    let (seconds, peak_kib) = world.apply(options, &format!("incremental-{records}"));
+    let run = world.last_run();
+    let counts = &run.streams[0];
+    assert_eq!(counts.updated as usize, changed.len(), "{run:?}");
+    assert_eq!(counts.created, 0, "{run:?}");
+    let stats = world.sandbox.billing().stats();
+    assert_eq!(stats.updates as usize, changed.len(), "{stats:?}");
+    let store_bytes = dir_size(&world.state_dir());
+    let row = Row {
+        name: format!("runner apply: incremental, {} changed", changed.len()),
+        records: records as u64,
+        seconds,
+        peak_kib,
+        note: format!(
+            "{} mapped; read {}, updated {}, unchanged {}; stream {} ms; store {} MiB \
+(setup: seed {seeded:.1} s, mapped state {stored:.1} s)",
+            records,
+            counts.read,
+            counts.updated,
+            counts.unchanged,
+            counts.duration_ms,
+            store_bytes / (1024 * 1024),
+        ),
+        rate: false,
+    };
+    let goal_note = if records == options.records {
+        format!(
+            "; goal < {INCREMENTAL_SECONDS:.0} s: {}",
+            if seconds < INCREMENTAL_SECONDS {
+                "met"
+            } else {
+                "MISSED"
+            }
+        )
+    } else {
+        " (memory check)".to_string()
+    };
+    Row {
+        note: format!("{}{goal_note}", row.note),
+        ..row
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+// --- JSONL export ----------------------------------------------------------------
+
+fn measure_bare_pull(records: usize) -> Row {
+    let sandbox = Sandbox::start(SandboxConfig::default()).expect("sandbox starts");
+    sandbox.crm().set_synthetic(records);
+    let (count, seconds, peak_kib) = child(&["bare-pull", &sandbox.crm().base_url()]);
+    assert_eq!(count as usize, records, "bare pull loop lost records");
+    Row {
+        name: "bare pull loop (reqwest + serde_json)".into(),
+        records: count,
+        seconds,
+        peak_kib,
+        note: "as in benches/pull.rs".into(),
+        rate: true,
+    }
+}
+
+fn measure_jsonl(options: &Options, records: usize) -> Row {
+    let world = World::new(&jsonl_pipeline());
+    world.sandbox.crm().set_synthetic(records);
+    let (seconds, peak_kib) = world.apply(options, &format!("jsonl-{records}"));
+    let run = world.last_run();
+    let counts = &run.streams[0];
+    assert_eq!(counts.created as usize, records, "{run:?}");
+    let file = world.dir.path().join("export/contacts.jsonl");
+    let lines = std::fs::read_to_string(&file)
+        .expect("export file")
+        .lines()
+        .count();
+    assert_eq!(lines, records, "lines in {}", file.display());
+    Row {
+        name: "runner apply: API -> JSONL".into(),
+        records: records as u64,
+        seconds,
+        peak_kib,
+        note: format!(
+            "stream {} ms; store {} MiB",
+            counts.duration_ms,
+            dir_size(&world.state_dir()) / (1024 * 1024)
+        ),
+        rate: true,
+    }
+}
+
+// --- bare loops (children) -------------------------------------------------------
+
+/// Runs a bare loop in a child process: (records, seconds, peak RSS KiB).
+fn child(args: &[&str]) -> (u64, f64, u64) {
+    let output = Command::new(std::env::current_exe().expect("own path"))
+        .arg("--child")
+        .args(args)
+        .output()
+        .expect("child runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert!(
+        output.status.success() && fields.len() == 3,
+        "child failed: {text} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        fields[0].parse().expect("count"),
+        fields[1].parse().expect("seconds"),
+        fields[2].parse().expect("rss"),
+    )
+}
+
+fn bare_child(args: &[String]) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (count, seconds) = runtime.block_on(async {
+        match args[0].as_str() {
+            "bare-post" => bare_post(&args[1], Path::new(&args[2])).await,
+            _ => {
+                let started = Instant::now();
+                let count = bare_pull(&args[1]).await;
+                (count, started.elapsed().as_secs_f64())
+            }
+        }
+    });
+    println!("{count} {seconds} {}", peak_rss_kib());
+}
+
+/// The limit for creates: 16 concurrent POSTs of prepared bodies, reading each
+/// answer's id, nothing else. Timed from the first request.
+async fn bare_post(billing_url: &str, bodies: &Path) -> (u64, f64) {
+    let text = std::fs::read_to_string(bodies).expect("bodies");
+    let bodies: Vec<bytes::Bytes> = text
+        .lines()
+        .map(|l| bytes::Bytes::from(l.to_string()))
+        .collect();
+    drop(text);
+    let client = reqwest::Client::new();
+    let url = format!("{billing_url}/customers");
+    let started = Instant::now();
+    let created = futures_util::stream::iter(bodies)
+        .map(|body| {
+            let request = client
+                .post(&url)
+                .header("X-Api-Key", sandbox::BILLING_API_KEY)
+                .header("Content-Type", "application/json")
+                .body(body);
+            async move {
+                let response = request.send().await.expect("POST");
+                assert!(response.status().is_success(), "{}", response.status());
+                let bytes = response.bytes().await.expect("body");
+                let answer: Value = serde_json::from_slice(&bytes).expect("json");
+                u64::from(answer.get("id").and_then(Value::as_str).is_some())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .fold(0u64, |sum, n| async move { sum + n })
+        .await;
+    (created, started.elapsed().as_secs_f64())
+}
+
+/// The limit for pulls (as in benches/pull.rs): a token, then GET pages and parse them.
+async fn bare_pull(crm_url: &str) -> u64 {
+    let client = reqwest::Client::new();
+    let token: Value = client
+        .post(format!("{crm_url}/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", sandbox::CRM_REFRESH_TOKEN),
+            ("client_id", sandbox::CRM_CLIENT_ID),
+            ("client_secret", sandbox::CRM_CLIENT_SECRET),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    let bearer = format!(
+        "Bearer {}",
+        token["access_token"].as_str().expect("access token")
+    );
+    let mut cursor: Option<String> = None;
+    let mut count = 0u64;
+    loop {
+        let mut request = client
+            .get(format!("{crm_url}/contacts"))
+            .header("Authorization", &bearer)
+            .query(&[("limit", PAGE.to_string())]);
+        if let Some(c) = &cursor {
+            request = request.query(&[("cursor", c)]);
+        }
+        let bytes = request
+            .send()
+            .await
+            .expect("page")
+            .bytes()
+            .await
+            .expect("body");
+        let mut page: Value = serde_json::from_slice(&bytes).expect("json");
+        if let Some(Value::Array(records)) = page.get_mut("data").map(std::mem::take) {
+            for record in records {
+                count += u64::from(record.get("id").is_some());
+            }
+        }
+        match page.get("next_cursor").and_then(Value::as_str) {
+            Some(next) if !next.is_empty() => cursor = Some(next.to_string()),
+            _ => return count,
+        }
+    }
+}
+
+/// Peak resident set size of this process, in KiB (Linux).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
 }

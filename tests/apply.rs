@@ -390,18 +390,34 @@ fn refused_records_are_dead_lettered_and_can_be_retried_after_the_fix() {
 fn dead_letters_are_retried_with_the_fixed_pipeline() {
     let world = World::new(SandboxConfig::default(), PIPELINE);
     world.sandbox.crm().seed(3);
-    let bad = world.sandbox.crm().insert(json!({"first_name": "No", "last_name": "Email"}));
+    let bad = world
+        .sandbox
+        .crm()
+        .insert(json!({"first_name": "No", "last_name": "Email"}));
     assert_eq!(code(&world.apply()), 4);
     // Retrying before the fix fails the same way and keeps the letter.
     let again = world.run_on_file("dead-letters", &["retry"]);
     assert_eq!(code(&again), 4, "{}", with_env_report(&again));
     // The fix: the pipeline gives contacts without an email a placeholder.
-    let fixed = PIPELINE.replace(r#"email: { from: "$.email" }"#, r#"email: { from: "$.email", default: "unknown@example.com" }"#);
+    let fixed = PIPELINE.replace(
+        r#"email: { from: "$.email" }"#,
+        r#"email: { from: "$.email", default: "unknown@example.com" }"#,
+    );
     std::fs::write(&world.file, fixed).unwrap();
     let retried = world.run_on_file("dead-letters", &["retry", &format!("contacts/{bad}")]);
     assert_eq!(code(&retried), 0, "{}", with_env_report(&retried));
-    assert!(stdout(&retried).contains("retried 1; 0 dead letters left"), "{}", stdout(&retried));
-    let customer = world.sandbox.billing().records().into_iter().find(|c| c["crm_id"] == json!(bad)).expect("the retried record was created");
+    assert!(
+        stdout(&retried).contains("retried 1; 0 dead letters left"),
+        "{}",
+        stdout(&retried)
+    );
+    let customer = world
+        .sandbox
+        .billing()
+        .records()
+        .into_iter()
+        .find(|c| c["crm_id"] == json!(bad))
+        .expect("the retried record was created");
     assert_eq!(customer["email"], "unknown@example.com");
     let listed = world.run_on_file("dead-letters", &["list"]);
     assert!(!stdout(&listed).contains(&bad), "{}", stdout(&listed));

@@ -9,3 +9,4 @@ mod invalid_pipelines;
 mod sandbox;
 mod state_cli;
 mod support;
+mod sync_features;

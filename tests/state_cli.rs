@@ -442,9 +442,16 @@ fn dead_letters_are_discarded_one_by_id_or_all_with_yes() {
 #[test]
 fn retrying_an_unknown_dead_letter_says_so() {
     let dir = seeded();
-    let out = run(dir.path(), &["dead-letters", "p.yaml", "retry", "contacts/nope"]);
+    let out = run(
+        dir.path(),
+        &["dead-letters", "p.yaml", "retry", "contacts/nope"],
+    );
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("there is no dead letter `contacts/nope`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("there is no dead letter `contacts/nope`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

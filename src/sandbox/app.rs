@@ -33,6 +33,8 @@ pub enum Scripted {
     Fault(FaultKind),
     /// This fault after the request's write was applied: the in-doubt write, on demand.
     FaultAfterWrite(FaultKind),
+    /// Normal handling: lets a script reach the Nth request ("pass, pass, 429").
+    Pass,
 }
 
 /// What an app did, by kind of event. Counts HTTP traffic only: the direct methods of

@@ -145,8 +145,9 @@ fn arrival(app: &App, parts: &Parts, body: &Bytes) -> Arrival {
 
 async fn steer(app: &App, request: Request, next: Next, token_endpoint: bool) -> Handled {
     let scripted = lock(&app.state.script).pop_front();
-    if let Some(scripted) = scripted {
-        return play(app, scripted, request, next).await;
+    match scripted {
+        None | Some(Scripted::Pass) => {}
+        Some(scripted) => return play(app, scripted, request, next).await,
     }
     if token_endpoint {
         return Handled::reply(next.run(request).await);
@@ -198,6 +199,8 @@ async fn play(app: &App, scripted: Scripted, request: Request, next: Next) -> Ha
         } => return Handled::reply(scripted_status(status, &headers, body)),
         Scripted::Fault(kind) => (kind, false),
         Scripted::FaultAfterWrite(kind) => (kind, mutating),
+        // `steer` handles a pass before it gets here; normal handling all the same.
+        Scripted::Pass => return Handled::reply(next.run(request).await),
     };
     app.count(|s| s.faults += 1);
     let slow_for = app.settings().config.faults.slow_for;

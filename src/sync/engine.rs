@@ -80,8 +80,16 @@ impl Engine {
     }
 
     /// Runs the pipeline (or one stream of it) once.
-    pub async fn apply(&self, options: &RunOptions, progress: &Progress) -> Result<RunReport, SyncError> {
-        let command = if options.full { "apply --full" } else { "apply" };
+    pub async fn apply(
+        &self,
+        options: &RunOptions,
+        progress: &Progress,
+    ) -> Result<RunReport, SyncError> {
+        let command = if options.full {
+            "apply --full"
+        } else {
+            "apply"
+        };
         self.execute(command, options, progress, None).await
     }
 
@@ -89,12 +97,25 @@ impl Engine {
     /// once more, mapped with the pipeline as it is now. A letter that fails again is
     /// replaced by a new one; one that goes through is gone. Letters without a source
     /// record (a broken line of a file) cannot be sent: the next run reads them again.
-    pub async fn retry_dead_letters(&self, letters: Vec<DeadLetter>, progress: &Progress) -> Result<RunReport, SyncError> {
+    pub async fn retry_dead_letters(
+        &self,
+        letters: Vec<DeadLetter>,
+        progress: &Progress,
+    ) -> Result<RunReport, SyncError> {
         let mut records: HashMap<String, Vec<Value>> = HashMap::new();
         for letter in letters.into_iter().filter(|l| l.record.is_object()) {
-            records.entry(letter.stream).or_default().push(letter.record);
+            records
+                .entry(letter.stream)
+                .or_default()
+                .push(letter.record);
         }
-        self.execute("dead-letters retry", &RunOptions::default(), progress, Some(records)).await
+        self.execute(
+            "dead-letters retry",
+            &RunOptions::default(),
+            progress,
+            Some(records),
+        )
+        .await
     }
 
     /// Runs streams in order and records the run. With `only_records`, each stream
@@ -118,8 +139,13 @@ impl Engine {
                 },
                 None => None,
             };
-            let Some(stream) = self.pipeline.streams.get(&name) else { continue };
-            if let Some(system) = systems_of(stream).iter().find(|s| broken_systems.contains(**s)) {
+            let Some(stream) = self.pipeline.streams.get(&name) else {
+                continue;
+            };
+            if let Some(system) = systems_of(stream)
+                .iter()
+                .find(|s| broken_systems.contains(**s))
+            {
                 run.streams.push(StreamCounts {
                     stream: name.clone(),
                     error: Some(format!("skipped: reconnect {system} first")),
@@ -128,15 +154,26 @@ impl Engine {
                 continue;
             }
             let (mut counts, error) = match stream {
-                StreamConfig::OneWay(config) => match self.one_way(&name, config, options, &now, progress) {
-                    Ok(stream_run) => {
-                        let (counts, _, error) = stream_run.run_with_plan(records).await;
-                        (counts, error)
+                StreamConfig::OneWay(config) => {
+                    match self.one_way(&name, config, options, &now, progress) {
+                        Ok(stream_run) => {
+                            let (counts, _, error) = stream_run.run_with_plan(records).await;
+                            (counts, error)
+                        }
+                        Err(error) => (
+                            StreamCounts {
+                                stream: name.clone(),
+                                ..StreamCounts::default()
+                            },
+                            Some(error),
+                        ),
                     }
-                    Err(error) => (StreamCounts { stream: name.clone(), ..StreamCounts::default() }, Some(error)),
-                },
+                }
                 StreamConfig::TwoWay(_) => (
-                    StreamCounts { stream: name.clone(), ..StreamCounts::default() },
+                    StreamCounts {
+                        stream: name.clone(),
+                        ..StreamCounts::default()
+                    },
                     Some(SyncError::TwoWayNotBuilt(name.clone())),
                 ),
             };

@@ -133,7 +133,10 @@ impl<'a> StreamRun<'a> {
 
     /// Runs the stream over its source — or, given `records`, over those records only
     /// (dead letters sent again) — also returning what a dry run planned.
-    pub async fn run_with_plan(mut self, records: Option<Vec<Value>>) -> (StreamCounts, StreamPlan, Option<SyncError>) {
+    pub async fn run_with_plan(
+        mut self,
+        records: Option<Vec<Value>>,
+    ) -> (StreamCounts, StreamPlan, Option<SyncError>) {
         let started = Instant::now();
         let result = self.steps(records).await;
         self.counts.duration_ms = started.elapsed().as_millis() as u64;

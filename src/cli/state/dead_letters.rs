@@ -206,7 +206,10 @@ fn retry(file: &Path, id: Option<&str>) -> Done {
             return Ok(error.exit());
         }
     };
-    print!("{}", crate::sync::report::summary(&report, &file.display().to_string()));
+    print!(
+        "{}",
+        crate::sync::report::summary(&report, &file.display().to_string())
+    );
     let left = engine.store().dead_letters(None)?.len();
     println!("retried {count}; {left} dead letters left");
     Ok(report.exit)
