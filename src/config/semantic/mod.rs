@@ -137,6 +137,7 @@ impl<'a> Checker<'a> {
         message: impl Into<String>,
     ) -> &mut Issue {
         self.issues.push(Issue::error(path, anchor, message));
+        // Safe: the vector holds at least the issue pushed on the line above.
         self.issues.last_mut().expect("just pushed")
     }
 
@@ -147,6 +148,7 @@ impl<'a> Checker<'a> {
         message: impl Into<String>,
     ) -> &mut Issue {
         self.issues.push(Issue::warning(path, anchor, message));
+        // Safe: the vector holds at least the issue pushed on the line above.
         self.issues.last_mut().expect("just pushed")
     }
 
