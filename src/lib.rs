@@ -14,12 +14,14 @@
 //!   runs, encrypted tokens.
 //! - [`sync`]: the interpreter — read, map, decide, outbox, write, commit; `apply` and
 //!   `plan`.
+//! - [`demo`]: `runner demo` — a scenario against the sandbox, a crash, and the check.
 //! - [`sandbox`]: fake SaaS APIs on loopback for the demo, tests and benchmarks.
 //! - [`cli`]: the `runner` command line; the binary only calls [`cli::main`].
 //! - [`exit`]: exit codes, part of the interface.
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod exit;
 pub mod http;
 pub mod jsonpath;

@@ -3,6 +3,7 @@
 
 mod apply;
 mod cli;
+mod demo;
 mod examples;
 mod http;
 mod invalid_pipelines;

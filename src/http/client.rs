@@ -326,11 +326,11 @@ impl HttpSystem {
                 })
             }
             Verdict::Throttled => {
+                let wait = retry_after(&headers);
                 if status == StatusCode::TOO_MANY_REQUESTS {
                     self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    self.limiter.on_rate_limited();
+                    self.limiter.on_rate_limited(wait);
                 }
-                let wait = retry_after(&headers);
                 if let Some(wait) = wait.filter(|w| *w > self.policy.max_wait) {
                     return Err(HttpError::RetryAfterTooLong {
                         system: self.name.clone(),

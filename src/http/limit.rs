@@ -34,6 +34,9 @@ struct Pacing {
     slowdown: f64,
     /// The earliest start of the next request.
     next_slot: Option<Instant>,
+    /// Until when further 429s belong to the same episode and do not slow down again:
+    /// requests in flight when the limit hit all come back 429 together.
+    calm_until: Option<Instant>,
 }
 
 /// Permission to send one request; dropping it frees the in-flight slot.
@@ -54,6 +57,7 @@ impl Limiter {
                 interval,
                 slowdown: 1.0,
                 next_slot: None,
+                calm_until: None,
             })),
         }
     }
@@ -85,9 +89,16 @@ impl Limiter {
         Some(start)
     }
 
-    /// The system answered 429: halve the pace (up to [`MAX_SLOWDOWN`]).
-    pub fn on_rate_limited(&self) {
+    /// The system answered 429, asking to wait `retry_after`: halve the pace (up to
+    /// [`MAX_SLOWDOWN`]) — once per episode: the 429s of requests that were already in
+    /// flight (within `retry_after`, at least a second) do not halve it again.
+    pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
         let mut pacing = self.pacing.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if pacing.calm_until.is_some_and(|until| now < until) {
+            return;
+        }
+        pacing.calm_until = Some(now + retry_after.unwrap_or_default().max(Duration::from_secs(1)));
         pacing.slowdown = (pacing.slowdown * 2.0).min(MAX_SLOWDOWN);
     }
 
@@ -134,7 +145,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_slows_down_and_successes_recover() {
         let limiter = Limiter::new(&limits(Some(10.0), 100));
-        limiter.on_rate_limited();
+        limiter.on_rate_limited(None);
+        // The 429s of the other requests of the same burst do not compound.
+        limiter.on_rate_limited(None);
+        limiter.on_rate_limited(None);
         assert_eq!(limiter.slowdown(), 2.0);
         let start = Instant::now();
         let _a = limiter.acquire().await;
@@ -144,6 +158,10 @@ mod tests {
             limiter.on_success();
         }
         assert_eq!(limiter.slowdown(), 1.0);
+        // A later episode slows down again.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        assert_eq!(limiter.slowdown(), 2.0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -343,7 +343,19 @@ impl Store for SledStore {
                             dead.remove(record)?;
                         }
                         Outcome::DeadLettered(letter) => {
-                            dead.insert(record, encode(letter))?;
+                            // A record refused again keeps its history.
+                            let previous = dead
+                                .get(&record)?
+                                .and_then(|old| serde_json::from_slice::<DeadLetter>(&old).ok());
+                            let letter = match previous {
+                                Some(old) => DeadLetter {
+                                    attempts: old.attempts + 1,
+                                    first_at: old.first_at,
+                                    ..letter.as_ref().clone()
+                                },
+                                None => letter.as_ref().clone(),
+                            };
+                            dead.insert(record, encode(&letter))?;
                         }
                     }
                 }

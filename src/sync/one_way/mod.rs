@@ -80,6 +80,8 @@ pub struct StreamRun<'a> {
     unresolved: u64,
     /// When this run started: writes of an earlier run were all sent before it.
     started: Instant,
+    /// The records were handed over to send again (`dead-letters retry`).
+    retrying: bool,
 }
 
 impl<'a> StreamRun<'a> {
@@ -127,6 +129,7 @@ impl<'a> StreamRun<'a> {
             tombstoned: Vec::new(),
             unresolved: 0,
             started: Instant::now(),
+            retrying: false,
         })
     }
 
@@ -162,7 +165,10 @@ impl<'a> StreamRun<'a> {
         }
         self.recover().await?;
         match records {
-            Some(records) => self.process(records, false).await?,
+            Some(records) => {
+                self.retrying = true;
+                self.process(records, false).await?
+            }
             None => {
                 self.retry_waiting().await?;
                 if self.read_source().await? {

@@ -85,6 +85,15 @@ impl StreamRun<'_> {
         if self.waiting.remove(&source_id) && !self.dry() {
             self.store.undefer(&self.name, &source_id)?;
         }
+        if !self.retrying {
+            if let Some(letter) = self.store.dead_letter(&self.name, &source_id)? {
+                if letter.record == record {
+                    // Refused before and not changed since: sending it again would be
+                    // refused again. A change, or `dead-letters retry`, sends it.
+                    return Ok(Decision::Skip);
+                }
+            }
+        }
         if self.tombstone.as_ref().and_then(|p| p.first(&record)) == Some(&Value::Bool(true)) {
             self.tombstoned.push((source_id, record));
             return Ok(Decision::Skip);
@@ -150,19 +159,23 @@ impl StreamRun<'_> {
                 .collect());
         };
         let match_on = target.spec().match_on.clone();
-        let found: Vec<Option<Found>> = if !match_on.is_empty() && target.can_find() {
-            stream::iter(&records)
-                .map(|(_, mapped, _)| {
+        let mut found: Vec<Option<Found>> = vec![None; records.len()];
+        if !match_on.is_empty() && target.can_find() {
+            // Unordered, so one lookup waiting out a Retry-After does not hold up the
+            // others; each answer goes back to its record's place.
+            let answers: Vec<(usize, Option<Found>)> = stream::iter(records.iter().enumerate())
+                .map(|(i, (_, mapped, _))| {
                     let values = mapped.fields.as_object().cloned().unwrap_or_default();
                     let match_on = &match_on;
-                    async move { target.find(match_on, &values, false).await }
+                    async move { target.find(match_on, &values, false).await.map(|f| (i, f)) }
                 })
-                .buffered(target.spec().max_in_flight)
+                .buffer_unordered(target.spec().max_in_flight)
                 .try_collect()
-                .await?
-        } else {
-            vec![None; records.len()]
-        };
+                .await?;
+            for (i, answer) in answers {
+                found[i] = answer;
+            }
+        }
         let mut claimed = HashSet::new();
         let mut decisions = Vec::with_capacity(records.len());
         for ((source_id, mapped, record), found) in records.into_iter().zip(found) {
