@@ -197,7 +197,15 @@ fn a_record_referring_to_an_unmapped_record_waits_and_is_never_written_with_a_da
     let out_file = world.dir.path().join("invoices-out.jsonl");
     let written = lines(&out_file);
     assert_eq!(written.len(), 1, "{written:?}");
-    let customer = world.sandbox.billing().records()[0]["id"]
+    // Creates run concurrently: find the customer by the contact's email.
+    let email = world.sandbox.crm().get(&ids[0]).unwrap()["email"].clone();
+    let customer = world
+        .sandbox
+        .billing()
+        .records()
+        .into_iter()
+        .find(|c| c["email"] == email)
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
