@@ -29,8 +29,12 @@ pub enum Decision {
         mapped: Mapped,
         record: Value,
     },
-    /// A line for a JSON-lines target.
-    Line(String, Mapped),
+    /// A line for a JSON-lines target; `known` when an earlier line had the record.
+    Line {
+        source_id: String,
+        mapped: Mapped,
+        known: bool,
+    },
 }
 
 /// The deterministic key of an intended write: the same decision about the same

@@ -60,12 +60,23 @@ impl StreamPlan {
                 Outcome::Unmapped => {}
             },
             Decision::Write(intent) => self.write(&intent, base),
-            Decision::Line(source_id, mapped) => self.creates.push(PlannedWrite {
+            Decision::Line {
                 source_id,
-                target_id: None,
-                path: String::new(),
-                changes: changes(None, &mapped.fields),
-            }),
+                mapped,
+                known,
+            } => {
+                let planned = PlannedWrite {
+                    source_id,
+                    target_id: None,
+                    path: String::new(),
+                    changes: changes(None, &mapped.fields),
+                };
+                if known {
+                    self.updates.push(planned);
+                } else {
+                    self.creates.push(planned);
+                }
+            }
         }
     }
 

@@ -51,7 +51,11 @@ impl StreamRun<'_> {
                     settled.push(done);
                 }
                 Decision::Write(intent) => intents.push(intent),
-                Decision::Line(source_id, mapped) => lines.push((source_id, mapped)),
+                Decision::Line {
+                    source_id,
+                    mapped,
+                    known,
+                } => lines.push((source_id, mapped, known)),
             }
         }
         self.store.complete(&settled)?;
@@ -126,7 +130,11 @@ impl StreamRun<'_> {
             return Ok(Decision::Skip);
         }
         if matches!(self.target, Target::Jsonl(_)) {
-            return Ok(Decision::Line(source_id, mapped));
+            return Ok(Decision::Line {
+                source_id,
+                mapped,
+                known: base.is_some(),
+            });
         }
         let base_hash = base.map(|b| b.hash);
         match self.store.target_id(&self.name, &source_id)? {
@@ -155,7 +163,11 @@ impl StreamRun<'_> {
         let Target::Http(target) = &self.target else {
             return Ok(records
                 .into_iter()
-                .map(|(id, mapped, _)| Decision::Line(id, mapped))
+                .map(|(source_id, mapped, _)| Decision::Line {
+                    source_id,
+                    mapped,
+                    known: false,
+                })
                 .collect());
         };
         let match_on = target.spec().match_on.clone();

@@ -68,34 +68,40 @@ impl StreamRun<'_> {
 
     /// Appends changed records to a JSON-lines target and commits them with the file's
     /// new length, in one transaction.
-    pub(super) fn write_lines(&mut self, lines: Vec<(String, Mapped)>) -> Result<(), SyncError> {
+    /// `lines` are (source id, fields, whether an earlier line had the record).
+    pub(super) fn write_lines(
+        &mut self,
+        lines: Vec<(String, Mapped, bool)>,
+    ) -> Result<(), SyncError> {
         let Some(file) = self.jsonl.as_mut() else {
             return Ok(());
         };
-        let values: Vec<Value> = lines.iter().map(|(_, m)| m.fields.clone()).collect();
+        let values: Vec<Value> = lines.iter().map(|(_, m, _)| m.fields.clone()).collect();
         let mark = file.append(&values)?;
-        let completions: Vec<Completion> = lines
-            .into_iter()
-            .map(|(source_id, mapped)| {
-                // The file holds the values; the base keeps their hash.
-                let base = Base {
-                    hash: mapped.hash,
-                    fields: Value::Null,
-                    deleted: false,
-                };
-                completion(
-                    &self.name,
-                    &source_id,
-                    None,
-                    Outcome::Synced {
-                        target_id: source_id.clone(),
-                        base,
-                    },
-                )
-            })
-            .collect();
-        for done in &completions {
-            self.count(done, Some(Operation::Create));
+        let mut completions = Vec::with_capacity(lines.len());
+        for (source_id, mapped, known) in lines {
+            // The file holds the values; the base keeps their hash.
+            let base = Base {
+                hash: mapped.hash,
+                fields: Value::Null,
+                deleted: false,
+            };
+            let done = completion(
+                &self.name,
+                &source_id,
+                None,
+                Outcome::Synced {
+                    target_id: source_id.clone(),
+                    base,
+                },
+            );
+            let op = if known {
+                Operation::Update
+            } else {
+                Operation::Create
+            };
+            self.count(&done, Some(op));
+            completions.push(done);
         }
         self.progress.written(completions.len() as u64);
         self.store.complete_with_marks(&completions, &[mark])?;
