@@ -27,7 +27,7 @@ use crate::config::PipelineConfig;
 
 /// The layout version this runner writes. A store with another version is refused
 /// (or migrated, once there is an older layout to migrate from).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A state store failure.
 #[derive(Debug, Error)]
@@ -76,6 +76,13 @@ pub struct Base {
     /// The target record was deleted or soft-deleted after its source was.
     #[serde(default)]
     pub deleted: bool,
+}
+
+/// A record's mapping and base, as one read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synced {
+    pub target_id: String,
+    pub base: Base,
 }
 
 /// What an intended write does.
@@ -248,23 +255,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Saves (or with `None` clears) the checkpoint, durably.
     fn set_checkpoint(&self, stream: &str, checkpoint: Option<&Checkpoint>) -> StoreResult<()>;
 
-    fn target_id(&self, stream: &str, source_id: &str) -> StoreResult<Option<String>>;
+    /// A record's target id and base, if it was synced.
+    fn synced(&self, stream: &str, source_id: &str) -> StoreResult<Option<Synced>>;
+    fn target_id(&self, stream: &str, source_id: &str) -> StoreResult<Option<String>> {
+        Ok(self.synced(stream, source_id)?.map(|s| s.target_id))
+    }
     fn source_id(&self, stream: &str, target_id: &str) -> StoreResult<Option<String>>;
     /// Every (source id, target id) of a stream.
     fn mappings(&self, stream: &str) -> StoreResult<Vec<(String, String)>>;
     fn mapped_count(&self, stream: &str) -> StoreResult<u64>;
 
-    fn base(&self, stream: &str, source_id: &str) -> StoreResult<Option<Base>>;
+    fn base(&self, stream: &str, source_id: &str) -> StoreResult<Option<Base>> {
+        Ok(self.synced(stream, source_id)?.map(|s| s.base))
+    }
 
     /// Records intended writes, durably, before any of them is sent.
     fn record_intents(&self, intents: &[Intent]) -> StoreResult<()>;
     /// Outbox items of a stream not yet completed, oldest first.
     fn pending_intents(&self, stream: &str) -> StoreResult<Vec<Intent>>;
     fn pending_count(&self, stream: &str) -> StoreResult<u64>;
-    fn intent_for(&self, stream: &str, source_id: &str) -> StoreResult<Option<Intent>>;
 
     /// Commits completions (outbox item done + mapping + base, or dead letter) in one
-    /// transaction, and flushes.
+    /// atomic write, and flushes.
     fn complete(&self, completions: &[Completion]) -> StoreResult<()> {
         self.complete_with_marks(completions, &[])
     }

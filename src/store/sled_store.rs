@@ -1,21 +1,26 @@
 //! [`Store`] on an embedded sled database: one directory per pipeline holding the
 //! database (`db/`) and, unless `RUNNER_MASTER_KEY` is set, the master key file.
 //!
-//! Keys are `<stream>\0<id>` so a stream's entries sit together and a stream can be
-//! scanned or reset by prefix. Values are JSON.
+//! Everything a sync changes together lives in one tree, `state`, under typed key
+//! prefixes — `R` synced records (target id + base), `T` target ids back to source ids,
+//! `O` outbox items, `D` dead letters, `W` records waiting for a reference, `M` marks —
+//! each followed by `<stream>\0<id>`. A completion (outbox item gone, mapping both ways,
+//! base, dead letter) is then one atomic sled batch on that tree, cheaper than a
+//! transaction across trees and just as all-or-nothing; a stream can be scanned or
+//! reset by prefix. Watermarks, checkpoints, runs and tokens have trees of their own.
+//! Values are JSON.
 
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Db, Transactional, Tree};
+use sled::{Batch, Db, Tree};
 
 use super::crypto::MasterKey;
 use super::{
     now_text, Base, Checkpoint, Completion, DeadLetter, Intent, Outcome, RunRecord, RunStatus,
-    Store, StoreError, StoreResult, Watermark, FORMAT_VERSION,
+    Store, StoreError, StoreResult, Synced, Watermark, FORMAT_VERSION,
 };
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -23,43 +28,48 @@ const RUN_COUNTER_KEY: &[u8] = b"last_run_id";
 /// sled's page cache; the default (1 GiB) would dwarf everything else runner holds.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The kinds of entries of the `state` tree, by key prefix.
+#[derive(Clone, Copy)]
+enum Kind {
+    Synced = b'R' as isize,
+    TargetIndex = b'T' as isize,
+    Outbox = b'O' as isize,
+    Dead = b'D' as isize,
+    Waiting = b'W' as isize,
+}
+
 /// The sled-backed store of one pipeline.
 #[derive(Debug)]
 pub struct SledStore {
     path: PathBuf,
     db: Db,
     meta: Tree,
+    state: Tree,
     watermarks: Tree,
     checkpoints: Tree,
-    source_to_target: Tree,
-    target_to_source: Tree,
-    bases: Tree,
-    outbox: Tree,
-    /// source id -> outbox key, to find a record's pending write.
-    outbox_by_source: Tree,
-    dead: Tree,
-    deferred: Tree,
     runs: Tree,
     tokens: Tree,
     key: MasterKey,
 }
 
-fn key(stream: &str, id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(stream.len() + id.len() + 1);
+fn key(kind: Kind, stream: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + id.len() + 2);
+    key.push(kind as u8);
     key.extend_from_slice(stream.as_bytes());
     key.push(0);
     key.extend_from_slice(id.as_bytes());
     key
 }
 
-fn prefix(stream: &str) -> Vec<u8> {
-    key(stream, "")
+fn prefix(kind: Kind, stream: &str) -> Vec<u8> {
+    key(kind, stream, "")
 }
 
 fn mark_key(name: &str) -> Vec<u8> {
-    format!("mark:{name}").into_bytes()
+    format!("M{name}").into_bytes()
 }
 
+/// The id part of a `state` key (after the stream and its `\0`).
 fn id_of(key: &[u8]) -> String {
     let id = key
         .iter()
@@ -79,6 +89,14 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<
         what,
         detail: e.to_string(),
     })
+}
+
+/// How a synced record is stored: the target id with the base.
+#[derive(Serialize, Deserialize)]
+struct SyncedEntry {
+    target_id: String,
+    #[serde(flatten)]
+    base: Base,
 }
 
 impl SledStore {
@@ -107,15 +125,9 @@ impl SledStore {
         let store = SledStore {
             path: dir.to_path_buf(),
             meta: db.open_tree("meta")?,
+            state: db.open_tree("state")?,
             watermarks: db.open_tree("watermarks")?,
             checkpoints: db.open_tree("checkpoints")?,
-            source_to_target: db.open_tree("source_to_target")?,
-            target_to_source: db.open_tree("target_to_source")?,
-            bases: db.open_tree("bases")?,
-            outbox: db.open_tree("outbox")?,
-            outbox_by_source: db.open_tree("outbox_by_source")?,
-            dead: db.open_tree("dead_letters")?,
-            deferred: db.open_tree("deferred")?,
             runs: db.open_tree("runs")?,
             tokens: db.open_tree("tokens")?,
             db,
@@ -161,11 +173,12 @@ impl SledStore {
 
     fn scan<T: DeserializeOwned>(
         &self,
-        tree: &Tree,
+        kind: Kind,
         what: &'static str,
         stream: &str,
     ) -> StoreResult<Vec<(String, T)>> {
-        tree.scan_prefix(prefix(stream))
+        self.state
+            .scan_prefix(prefix(kind, stream))
             .map(|entry| {
                 let (k, v) = entry?;
                 Ok((id_of(&k), decode(what, &v)?))
@@ -173,8 +186,64 @@ impl SledStore {
             .collect()
     }
 
+    fn count(&self, kind: Kind, stream: &str) -> StoreResult<u64> {
+        let mut count = 0;
+        for entry in self.state.scan_prefix(prefix(kind, stream)).keys() {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn flush(&self) -> StoreResult<()> {
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// Adds one completion's writes to `batch`.
+    fn complete_into(&self, batch: &mut Batch, done: &Completion) -> StoreResult<()> {
+        let synced_key = key(Kind::Synced, &done.stream, &done.source_id);
+        let dead_key = key(Kind::Dead, &done.stream, &done.source_id);
+        if let Some(intent_key) = &done.intent_key {
+            batch.remove(key(Kind::Outbox, &done.stream, intent_key));
+        }
+        match &done.outcome {
+            Outcome::Synced { target_id, base } => {
+                let previous = self.synced(&done.stream, &done.source_id)?;
+                if let Some(old) = previous.filter(|old| &old.target_id != target_id) {
+                    batch.remove(key(Kind::TargetIndex, &done.stream, &old.target_id));
+                }
+                let entry = SyncedEntry {
+                    target_id: target_id.clone(),
+                    base: base.clone(),
+                };
+                batch.insert(synced_key, encode(&entry));
+                batch.insert(
+                    key(Kind::TargetIndex, &done.stream, target_id),
+                    done.source_id.as_bytes(),
+                );
+                batch.remove(dead_key);
+            }
+            Outcome::Unmapped => {
+                if let Some(old) = self.synced(&done.stream, &done.source_id)? {
+                    batch.remove(key(Kind::TargetIndex, &done.stream, &old.target_id));
+                }
+                batch.remove(synced_key);
+                batch.remove(dead_key);
+            }
+            Outcome::DeadLettered(letter) => {
+                // A record refused again keeps its history.
+                let letter = match self.dead_letter(&done.stream, &done.source_id)? {
+                    Some(old) => DeadLetter {
+                        attempts: old.attempts + 1,
+                        first_at: old.first_at,
+                        ..letter.as_ref().clone()
+                    },
+                    None => letter.as_ref().clone(),
+                };
+                batch.insert(dead_key, encode(&letter));
+            }
+        }
         Ok(())
     }
 }
@@ -204,72 +273,55 @@ impl Store for SledStore {
         self.flush()
     }
 
-    fn target_id(&self, stream: &str, source_id: &str) -> StoreResult<Option<String>> {
-        Ok(self
-            .source_to_target
-            .get(key(stream, source_id))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    fn synced(&self, stream: &str, source_id: &str) -> StoreResult<Option<Synced>> {
+        let entry: Option<SyncedEntry> = self.get(
+            &self.state,
+            "synced record",
+            &key(Kind::Synced, stream, source_id),
+        )?;
+        Ok(entry.map(|e| Synced {
+            target_id: e.target_id,
+            base: e.base,
+        }))
     }
 
     fn source_id(&self, stream: &str, target_id: &str) -> StoreResult<Option<String>> {
         Ok(self
-            .target_to_source
-            .get(key(stream, target_id))?
+            .state
+            .get(key(Kind::TargetIndex, stream, target_id))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn mappings(&self, stream: &str) -> StoreResult<Vec<(String, String)>> {
-        self.source_to_target
-            .scan_prefix(prefix(stream))
-            .map(|entry| {
-                let (k, v) = entry?;
-                Ok((id_of(&k), String::from_utf8_lossy(&v).into_owned()))
-            })
-            .collect()
+        Ok(self
+            .scan::<SyncedEntry>(Kind::Synced, "synced record", stream)?
+            .into_iter()
+            .map(|(source_id, entry)| (source_id, entry.target_id))
+            .collect())
     }
 
     fn mapped_count(&self, stream: &str) -> StoreResult<u64> {
-        let mut count = 0;
-        for entry in self.source_to_target.scan_prefix(prefix(stream)).keys() {
-            entry?;
-            count += 1;
-        }
-        Ok(count)
-    }
-
-    fn base(&self, stream: &str, source_id: &str) -> StoreResult<Option<Base>> {
-        self.get(&self.bases, "base", &key(stream, source_id))
+        self.count(Kind::Synced, stream)
     }
 
     fn record_intents(&self, intents: &[Intent]) -> StoreResult<()> {
         if intents.is_empty() {
             return Ok(());
         }
-        let mut outbox = sled::Batch::default();
-        let mut by_source = sled::Batch::default();
+        let mut batch = Batch::default();
         for intent in intents {
-            let item = key(&intent.stream, &intent.key);
-            outbox.insert(item.clone(), encode(intent));
-            by_source.insert(
-                key(&intent.stream, &intent.source_id),
-                intent.key.as_bytes(),
+            batch.insert(
+                key(Kind::Outbox, &intent.stream, &intent.key),
+                encode(intent),
             );
         }
-        // Two batches in one transaction: an intent is findable by source id exactly
-        // when it is in the outbox.
-        (&self.outbox, &self.outbox_by_source)
-            .transaction(|(outbox_tx, by_source_tx)| {
-                outbox_tx.apply_batch(&outbox)?;
-                by_source_tx.apply_batch(&by_source)?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(transaction_error)?;
+        self.state.apply_batch(batch)?;
         self.flush()
     }
 
     fn pending_intents(&self, stream: &str) -> StoreResult<Vec<Intent>> {
         let mut intents: Vec<Intent> = self
-            .scan::<Intent>(&self.outbox, "outbox item", stream)?
+            .scan::<Intent>(Kind::Outbox, "outbox item", stream)?
             .into_iter()
             .map(|(_, intent)| intent)
             .collect();
@@ -278,19 +330,11 @@ impl Store for SledStore {
     }
 
     fn pending_count(&self, stream: &str) -> StoreResult<u64> {
-        Ok(self.outbox.scan_prefix(prefix(stream)).count() as u64)
-    }
-
-    fn intent_for(&self, stream: &str, source_id: &str) -> StoreResult<Option<Intent>> {
-        let Some(intent_key) = self.outbox_by_source.get(key(stream, source_id))? else {
-            return Ok(None);
-        };
-        let intent_key = String::from_utf8_lossy(&intent_key).into_owned();
-        self.get(&self.outbox, "outbox item", &key(stream, &intent_key))
+        self.count(Kind::Outbox, stream)
     }
 
     fn mark(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.meta.get(mark_key(name))?.map(|v| v.to_vec()))
+        Ok(self.state.get(mark_key(name))?.map(|v| v.to_vec()))
     }
 
     fn complete_with_marks(
@@ -301,74 +345,22 @@ impl Store for SledStore {
         if completions.is_empty() && marks.is_empty() {
             return Ok(());
         }
-        let trees = (
-            &self.outbox,
-            &self.outbox_by_source,
-            &self.source_to_target,
-            &self.target_to_source,
-            &self.bases,
-            &self.dead,
-            &self.meta,
-        );
-        trees
-            .transaction(|(outbox, by_source, s2t, t2s, bases, dead, meta)| {
-                for (name, value) in marks {
-                    meta.insert(mark_key(name), value.as_slice())?;
-                }
-                for done in completions {
-                    let record = key(&done.stream, &done.source_id);
-                    if let Some(intent_key) = &done.intent_key {
-                        outbox.remove(key(&done.stream, intent_key))?;
-                        // Only unlink the index if it still points at this intent.
-                        if by_source.get(&record)?.as_deref() == Some(intent_key.as_bytes()) {
-                            by_source.remove(record.clone())?;
-                        }
-                    }
-                    match &done.outcome {
-                        Outcome::Synced { target_id, base } => {
-                            if let Some(old) = s2t.insert(record.clone(), target_id.as_bytes())? {
-                                if old.as_ref() != target_id.as_bytes() {
-                                    t2s.remove(key(&done.stream, &String::from_utf8_lossy(&old)))?;
-                                }
-                            }
-                            t2s.insert(key(&done.stream, target_id), done.source_id.as_bytes())?;
-                            bases.insert(record.clone(), encode(base))?;
-                            dead.remove(record)?;
-                        }
-                        Outcome::Unmapped => {
-                            if let Some(old) = s2t.remove(record.clone())? {
-                                t2s.remove(key(&done.stream, &String::from_utf8_lossy(&old)))?;
-                            }
-                            bases.remove(record.clone())?;
-                            dead.remove(record)?;
-                        }
-                        Outcome::DeadLettered(letter) => {
-                            // A record refused again keeps its history.
-                            let previous = dead
-                                .get(&record)?
-                                .and_then(|old| serde_json::from_slice::<DeadLetter>(&old).ok());
-                            let letter = match previous {
-                                Some(old) => DeadLetter {
-                                    attempts: old.attempts + 1,
-                                    first_at: old.first_at,
-                                    ..letter.as_ref().clone()
-                                },
-                                None => letter.as_ref().clone(),
-                            };
-                            dead.insert(record, encode(&letter))?;
-                        }
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(transaction_error)?;
+        let mut batch = Batch::default();
+        for done in completions {
+            self.complete_into(&mut batch, done)?;
+        }
+        for (name, value) in marks {
+            batch.insert(mark_key(name), value.as_slice());
+        }
+        // One atomic batch: after a crash either all of it is there or none.
+        self.state.apply_batch(batch)?;
         self.flush()
     }
 
     fn dead_letters(&self, stream: Option<&str>) -> StoreResult<Vec<DeadLetter>> {
         let entries = match stream {
-            Some(stream) => self.dead.scan_prefix(prefix(stream)),
-            None => self.dead.iter(),
+            Some(stream) => self.state.scan_prefix(prefix(Kind::Dead, stream)),
+            None => self.state.scan_prefix([Kind::Dead as u8]),
         };
         entries
             .values()
@@ -377,27 +369,34 @@ impl Store for SledStore {
     }
 
     fn dead_letter(&self, stream: &str, source_id: &str) -> StoreResult<Option<DeadLetter>> {
-        self.get(&self.dead, "dead letter", &key(stream, source_id))
+        self.get(
+            &self.state,
+            "dead letter",
+            &key(Kind::Dead, stream, source_id),
+        )
     }
 
     fn remove_dead_letter(&self, stream: &str, source_id: &str) -> StoreResult<bool> {
-        let removed = self.dead.remove(key(stream, source_id))?.is_some();
+        let removed = self
+            .state
+            .remove(key(Kind::Dead, stream, source_id))?
+            .is_some();
         self.flush()?;
         Ok(removed)
     }
 
     fn defer(&self, stream: &str, source_id: &str, record: &Value) -> StoreResult<()> {
-        self.deferred
-            .insert(key(stream, source_id), encode(record))?;
+        self.state
+            .insert(key(Kind::Waiting, stream, source_id), encode(record))?;
         self.flush()
     }
 
     fn deferred(&self, stream: &str) -> StoreResult<Vec<(String, Value)>> {
-        self.scan(&self.deferred, "deferred record", stream)
+        self.scan(Kind::Waiting, "waiting record", stream)
     }
 
     fn undefer(&self, stream: &str, source_id: &str) -> StoreResult<()> {
-        self.deferred.remove(key(stream, source_id))?;
+        self.state.remove(key(Kind::Waiting, stream, source_id))?;
         Ok(())
     }
 
@@ -456,23 +455,19 @@ impl Store for SledStore {
     fn reset_stream(&self, stream: &str) -> StoreResult<()> {
         self.watermarks.remove(stream.as_bytes())?;
         self.checkpoints.remove(stream.as_bytes())?;
-        for tree in [
-            &self.source_to_target,
-            &self.target_to_source,
-            &self.bases,
-            &self.outbox,
-            &self.outbox_by_source,
-            &self.dead,
-            &self.deferred,
+        let mut batch = Batch::default();
+        for kind in [
+            Kind::Synced,
+            Kind::TargetIndex,
+            Kind::Outbox,
+            Kind::Dead,
+            Kind::Waiting,
         ] {
-            let keys: Vec<_> = tree
-                .scan_prefix(prefix(stream))
-                .keys()
-                .collect::<Result<_, _>>()?;
-            for k in keys {
-                tree.remove(k)?;
+            for k in self.state.scan_prefix(prefix(kind, stream)).keys() {
+                batch.remove(k?);
             }
         }
+        self.state.apply_batch(batch)?;
         self.flush()
     }
 
@@ -495,17 +490,6 @@ impl Store for SledStore {
         let sealed = self.key.seal(token.as_bytes())?;
         self.tokens.insert(system.as_bytes(), sealed)?;
         self.flush()
-    }
-}
-
-fn transaction_error(error: TransactionError<()>) -> StoreError {
-    match error {
-        TransactionError::Storage(e) => StoreError::Sled(e),
-        // Our closures never abort.
-        TransactionError::Abort(()) => StoreError::Corrupt {
-            what: "transaction",
-            detail: "aborted".into(),
-        },
     }
 }
 
@@ -559,10 +543,6 @@ mod tests {
             .record_intents(&[intent("c1", "k1"), intent("c2", "k2")])
             .unwrap();
         assert_eq!(store.pending_count("contacts").unwrap(), 2);
-        assert_eq!(
-            store.intent_for("contacts", "c1").unwrap().unwrap().key,
-            "k1"
-        );
 
         store
             .complete(&[Completion {
@@ -576,7 +556,7 @@ mod tests {
             }])
             .unwrap();
         assert_eq!(store.pending_count("contacts").unwrap(), 1);
-        assert!(store.intent_for("contacts", "c1").unwrap().is_none());
+        assert_eq!(store.pending_intents("contacts").unwrap()[0].key, "k2");
         assert_eq!(
             store.target_id("contacts", "c1").unwrap().as_deref(),
             Some("t1")

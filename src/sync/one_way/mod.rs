@@ -14,7 +14,7 @@ mod read;
 mod records;
 mod write;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,8 +33,8 @@ use super::{RunOptions, StreamProgress, SyncError};
 use crate::config::stream::{DeleteMode, FilterSemantics, OneWayStreamConfig};
 use crate::jsonpath::CompiledPath;
 use crate::store::{
-    now_text, Base, Checkpoint, Completion, Intent, Operation, Outcome, Store, StreamCounts,
-    Watermark,
+    now_text, Base, Checkpoint, Completion, Intent, Operation, Outcome, Store, StoreError,
+    StreamCounts, Watermark,
 };
 use crate::template::to_value;
 use crate::vars::Vars;
@@ -82,6 +82,10 @@ pub struct StreamRun<'a> {
     started: Instant,
     /// The records were handed over to send again (`dead-letters retry`).
     retrying: bool,
+    /// Source ids whose write is still pending in the outbox after recovery.
+    pending: HashSet<String>,
+    /// Dead-lettered source records, by source id: one unchanged since is not resent.
+    refused: HashMap<String, Value>,
 }
 
 impl<'a> StreamRun<'a> {
@@ -130,6 +134,8 @@ impl<'a> StreamRun<'a> {
             unresolved: 0,
             started: Instant::now(),
             retrying: false,
+            pending: HashSet::new(),
+            refused: HashMap::new(),
         })
     }
 
@@ -164,6 +170,12 @@ impl<'a> StreamRun<'a> {
             self.jsonl = Some(JsonlFile::open(path, &self.name, self.store.as_ref())?);
         }
         self.recover().await?;
+        self.refused = self
+            .store
+            .dead_letters(Some(&self.name))?
+            .into_iter()
+            .map(|letter| (letter.source_id, letter.record))
+            .collect();
         match records {
             Some(records) => {
                 self.retrying = true;
@@ -197,7 +209,15 @@ impl<'a> StreamRun<'a> {
         }
         tracing::info!(stream = %self.name, pending = pending.len(), "resolving writes left by an earlier run");
         self.counts.recovered += pending.len() as u64;
-        self.execute(pending, true).await
+        self.execute(pending, true).await?;
+        // What recovery could not settle stays pending: not decided on again this run.
+        self.pending = self
+            .store
+            .pending_intents(&self.name)?
+            .into_iter()
+            .map(|intent| intent.source_id)
+            .collect();
+        Ok(())
     }
 
     async fn retry_waiting(&mut self) -> Result<(), SyncError> {

@@ -89,14 +89,10 @@ impl StreamRun<'_> {
         if self.waiting.remove(&source_id) && !self.dry() {
             self.store.undefer(&self.name, &source_id)?;
         }
-        if !self.retrying {
-            if let Some(letter) = self.store.dead_letter(&self.name, &source_id)? {
-                if letter.record == record {
-                    // Refused before and not changed since: sending it again would be
-                    // refused again. A change, or `dead-letters retry`, sends it.
-                    return Ok(Decision::Skip);
-                }
-            }
+        if !self.retrying && self.refused.get(&source_id) == Some(&record) {
+            // Refused before and not changed since: sending it again would be refused
+            // again. A change, or `dead-letters retry`, sends it.
+            return Ok(Decision::Skip);
         }
         if self.tombstone.as_ref().and_then(|p| p.first(&record)) == Some(&Value::Bool(true)) {
             self.tombstoned.push((source_id, record));
@@ -118,33 +114,32 @@ impl StreamRun<'_> {
                 )));
             }
         };
-        let base = self.store.base(&self.name, &source_id)?;
-        if base
+        let synced = self.store.synced(&self.name, &source_id)?;
+        if synced
             .as_ref()
-            .is_some_and(|b| b.hash == mapped.hash && !b.deleted)
+            .is_some_and(|s| s.base.hash == mapped.hash && !s.base.deleted)
         {
             return Ok(Decision::Unchanged);
         }
-        if self.store.intent_for(&self.name, &source_id)?.is_some() {
-            // Resolved by recovery before any new write; nothing more this run.
+        if self.pending.contains(&source_id) {
+            // A write of it is still in doubt in the outbox; the next run resolves it.
             return Ok(Decision::Skip);
         }
         if matches!(self.target, Target::Jsonl(_)) {
             return Ok(Decision::Line {
                 source_id,
                 mapped,
-                known: base.is_some(),
+                known: synced.is_some(),
             });
         }
-        let base_hash = base.map(|b| b.hash);
-        match self.store.target_id(&self.name, &source_id)? {
-            Some(target_id) => Ok(Decision::Write(self.intent(
+        match synced {
+            Some(synced) => Ok(Decision::Write(self.intent(
                 Operation::Update,
                 &source_id,
-                Some(target_id),
+                Some(synced.target_id),
                 mapped,
                 record,
-                base_hash.as_deref(),
+                Some(&synced.base.hash),
             )?)),
             None => Ok(Decision::Match {
                 source_id,

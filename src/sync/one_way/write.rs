@@ -37,16 +37,34 @@ impl StreamRun<'_> {
         let mut batch: Vec<Completion> = Vec::with_capacity(COMMIT_EVERY);
         let mut stop = None;
         let mut unresolved = 0u64;
+        let mut still_pending = Vec::new();
+        // Groups are committed on a blocking thread while the writes go on; one group
+        // at a time, in order.
+        let mut committing: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
         while let Some(result) = results.next().await {
             match result {
-                Ok((None, _)) => unresolved += 1,
-                Ok((Some(done), op)) => {
+                Ok(Sent {
+                    done: None,
+                    source_id,
+                    ..
+                }) => {
+                    unresolved += 1;
+                    still_pending.push(source_id);
+                }
+                Ok(Sent {
+                    done: Some(done),
+                    op,
+                    ..
+                }) => {
                     count(counts, &done, Some(op));
                     progress.written(1);
                     batch.push(done);
                     if batch.len() >= COMMIT_EVERY {
-                        store.complete(&batch)?;
-                        batch.clear();
+                        finish(committing.take()).await?;
+                        let group = std::mem::replace(&mut batch, Vec::with_capacity(COMMIT_EVERY));
+                        let store = Arc::clone(&store);
+                        committing =
+                            Some(tokio::task::spawn_blocking(move || store.complete(&group)));
                     }
                 }
                 Err(error) => {
@@ -58,11 +76,13 @@ impl StreamRun<'_> {
             }
         }
         drop(results);
+        finish(committing.take()).await?;
         store.complete(&batch)?;
         if let Some(error) = stop {
             return Err(error);
         }
         self.unresolved += unresolved;
+        self.pending.extend(still_pending);
         Ok(())
     }
 
@@ -109,6 +129,26 @@ impl StreamRun<'_> {
     }
 }
 
+/// Waits for a group commit to end.
+async fn finish(
+    commit: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+) -> Result<(), SyncError> {
+    match commit {
+        None => Ok(()),
+        Some(handle) => match handle.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(SyncError::Setup(format!("a group commit stopped: {e}"))),
+        },
+    }
+}
+
+/// What became of one intent: its completion — `None` when it stays in the outbox.
+struct Sent {
+    done: Option<Completion>,
+    op: Operation,
+    source_id: String,
+}
+
 /// Sends one intent and turns the answer into its completion. Errors stop the stream
 /// (the intent stays in the outbox): reconnect, retries exhausted, store failures.
 /// `recovering_since` is the start of this run when the intent was left by an
@@ -119,8 +159,9 @@ async fn write(
     intent: Intent,
     recovering_since: Option<Instant>,
     deletes: DeleteMode,
-) -> Result<(Option<Completion>, Operation), SyncError> {
+) -> Result<Sent, SyncError> {
     let op = intent.op;
+    let source_id = intent.source_id.clone();
     let done = if let (Some(since), Operation::Create, false) =
         (recovering_since, op, target.create_is_idempotent())
     {
@@ -131,7 +172,11 @@ async fn write(
         let written = target.send(&intent).await?;
         settle(target, stream, intent, written, deletes).await?
     };
-    Ok((done, op))
+    Ok(Sent {
+        done,
+        op,
+        source_id,
+    })
 }
 
 /// What a write's answer means for its record; `None` leaves the intent in the outbox
