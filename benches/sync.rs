@@ -654,6 +654,7 @@ fn measure_incremental(options: &Options, records: usize) -> [Row; 2] {
                             },
                         },
                         source_id: id,
+                        may_have_dead_letter: true,
                     }
                 })
                 .collect();

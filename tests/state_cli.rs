@@ -88,6 +88,7 @@ fn synced(store: &SledStore, stream: &str, source_id: &str, target_id: &str) {
                     deleted: false,
                 },
             },
+            may_have_dead_letter: true,
         }])
         .unwrap();
 }
@@ -136,6 +137,7 @@ fn dead_letter(store: &SledStore, letter: DeadLetter) {
             source_id: letter.source_id.clone(),
             intent_key: None,
             outcome: Outcome::DeadLettered(Box::new(letter)),
+            may_have_dead_letter: true,
         }])
         .unwrap();
 }

@@ -68,7 +68,8 @@ pub struct Checkpoint {
     pub max_updated_at: Option<String>,
 }
 
-/// The last synced state of a record: the mapped fields and their hash.
+/// The last synced state of a record: the mapped fields and their hash. A JSON-lines
+/// target keeps only the hash (`fields` is null): the file holds the values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Base {
     pub hash: String,
@@ -181,6 +182,26 @@ pub struct Completion {
     /// The outbox item this completes, if the outcome came from a write.
     pub intent_key: Option<String>,
     pub outcome: Outcome,
+    /// The record may have a dead letter that a success clears. False when the caller
+    /// knows it has none, which saves a lookup per record on bulk writes.
+    pub may_have_dead_letter: bool,
+}
+
+impl Completion {
+    pub fn new(
+        stream: &str,
+        source_id: &str,
+        intent_key: Option<String>,
+        outcome: Outcome,
+    ) -> Completion {
+        Completion {
+            stream: stream.to_string(),
+            source_id: source_id.to_string(),
+            intent_key,
+            outcome,
+            may_have_dead_letter: true,
+        }
+    }
 }
 
 /// How a run ended.

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use sled::{Batch, Db, Tree};
 
@@ -91,12 +91,112 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<
     })
 }
 
-/// How a synced record is stored: the target id with the base.
-#[derive(Serialize, Deserialize)]
-struct SyncedEntry {
-    target_id: String,
-    #[serde(flatten)]
-    base: Base,
+/// How a synced record is stored, compactly: a synced record is written for every
+/// record of every stream, so its size is what the store's write cost and memory
+/// follow. One flag byte (deleted; target id same as source id; hash as text), the
+/// target id unless it is the source id, the hash (16 bytes when it is our hex hash),
+/// then the fields as JSON (nothing when null).
+mod entry {
+    use super::{Base, StoreError, StoreResult, Synced};
+    use serde_json::Value;
+
+    const DELETED: u8 = 1;
+    const SAME_ID: u8 = 2;
+    const TEXT_HASH: u8 = 4;
+
+    pub fn encode(source_id: &str, synced: &Synced) -> Vec<u8> {
+        let binary_hash = hex_to_bytes(&synced.base.hash);
+        let mut flags = 0;
+        if synced.base.deleted {
+            flags |= DELETED;
+        }
+        if synced.target_id == source_id {
+            flags |= SAME_ID;
+        }
+        if binary_hash.is_none() {
+            flags |= TEXT_HASH;
+        }
+        let mut out = Vec::with_capacity(48);
+        out.push(flags);
+        if flags & SAME_ID == 0 {
+            push_text(&mut out, &synced.target_id);
+        }
+        match binary_hash {
+            Some(bytes) => out.extend_from_slice(&bytes),
+            None => push_text(&mut out, &synced.base.hash),
+        }
+        if !synced.base.fields.is_null() {
+            // Plain JSON values serialize without failing.
+            out.extend(serde_json::to_vec(&synced.base.fields).unwrap_or_default());
+        }
+        out
+    }
+
+    pub fn decode(source_id: &str, bytes: &[u8]) -> StoreResult<Synced> {
+        let corrupt = || StoreError::Corrupt {
+            what: "synced record",
+            detail: "truncated".into(),
+        };
+        let (&flags, mut rest) = bytes.split_first().ok_or_else(corrupt)?;
+        let target_id = if flags & SAME_ID != 0 {
+            source_id.to_string()
+        } else {
+            take_text(&mut rest).ok_or_else(corrupt)?
+        };
+        let hash = if flags & TEXT_HASH != 0 {
+            take_text(&mut rest).ok_or_else(corrupt)?
+        } else {
+            let (hash, after) = rest.split_at_checked(16).ok_or_else(corrupt)?;
+            rest = after;
+            hash.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let fields = if rest.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(rest).map_err(|e| StoreError::Corrupt {
+                what: "synced record",
+                detail: e.to_string(),
+            })?
+        };
+        Ok(Synced {
+            target_id,
+            base: Base {
+                hash,
+                fields,
+                deleted: flags & DELETED != 0,
+            },
+        })
+    }
+
+    /// Whether the entry says the target id is the source id (no reverse index).
+    pub fn same_id(bytes: &[u8]) -> bool {
+        bytes.first().is_some_and(|flags| flags & SAME_ID != 0)
+    }
+
+    fn push_text(out: &mut Vec<u8>, text: &str) {
+        let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&text.as_bytes()[..usize::from(len)]);
+    }
+
+    fn take_text(rest: &mut &[u8]) -> Option<String> {
+        let (len, after) = rest.split_at_checked(2)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let (text, after) = after.split_at_checked(len)?;
+        *rest = after;
+        Some(String::from_utf8_lossy(text).into_owned())
+    }
+
+    fn hex_to_bytes(hex: &str) -> Option<[u8; 16]> {
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(bytes)
+    }
 }
 
 impl SledStore {
@@ -108,6 +208,10 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(CACHE_BYTES)
+            // No background flusher: every write that must be durable is flushed
+            // explicitly, and without the thread a closed store releases its lock at
+            // once.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io)
@@ -209,20 +313,30 @@ impl SledStore {
         }
         match &done.outcome {
             Outcome::Synced { target_id, base } => {
-                let previous = self.synced(&done.stream, &done.source_id)?;
-                if let Some(old) = previous.filter(|old| &old.target_id != target_id) {
-                    batch.remove(key(Kind::TargetIndex, &done.stream, &old.target_id));
+                let same_id = target_id == &done.source_id;
+                // A relinked record leaves its old target id behind: unindex it. A
+                // first sync (the bulk of the writes) has nothing to look up when the
+                // target id is the source id.
+                if !same_id || done.intent_key.is_some() {
+                    let previous = self.synced(&done.stream, &done.source_id)?;
+                    if let Some(old) = previous.filter(|old| &old.target_id != target_id) {
+                        batch.remove(key(Kind::TargetIndex, &done.stream, &old.target_id));
+                    }
                 }
-                let entry = SyncedEntry {
+                let synced = Synced {
                     target_id: target_id.clone(),
                     base: base.clone(),
                 };
-                batch.insert(synced_key, encode(&entry));
-                batch.insert(
-                    key(Kind::TargetIndex, &done.stream, target_id),
-                    done.source_id.as_bytes(),
-                );
-                batch.remove(dead_key);
+                batch.insert(synced_key, entry::encode(&done.source_id, &synced));
+                if !same_id {
+                    batch.insert(
+                        key(Kind::TargetIndex, &done.stream, target_id),
+                        done.source_id.as_bytes(),
+                    );
+                }
+                if done.may_have_dead_letter {
+                    batch.remove(dead_key);
+                }
             }
             Outcome::Unmapped => {
                 if let Some(old) = self.synced(&done.stream, &done.source_id)? {
@@ -274,30 +388,34 @@ impl Store for SledStore {
     }
 
     fn synced(&self, stream: &str, source_id: &str) -> StoreResult<Option<Synced>> {
-        let entry: Option<SyncedEntry> = self.get(
-            &self.state,
-            "synced record",
-            &key(Kind::Synced, stream, source_id),
-        )?;
-        Ok(entry.map(|e| Synced {
-            target_id: e.target_id,
-            base: e.base,
-        }))
+        self.state
+            .get(key(Kind::Synced, stream, source_id))?
+            .map(|bytes| entry::decode(source_id, &bytes))
+            .transpose()
     }
 
     fn source_id(&self, stream: &str, target_id: &str) -> StoreResult<Option<String>> {
-        Ok(self
+        if let Some(source_id) = self.state.get(key(Kind::TargetIndex, stream, target_id))? {
+            return Ok(Some(String::from_utf8_lossy(&source_id).into_owned()));
+        }
+        // A record whose target id is its source id has no index entry.
+        let same = self
             .state
-            .get(key(Kind::TargetIndex, stream, target_id))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .get(key(Kind::Synced, stream, target_id))?
+            .is_some_and(|bytes| entry::same_id(&bytes));
+        Ok(same.then(|| target_id.to_string()))
     }
 
     fn mappings(&self, stream: &str) -> StoreResult<Vec<(String, String)>> {
-        Ok(self
-            .scan::<SyncedEntry>(Kind::Synced, "synced record", stream)?
-            .into_iter()
-            .map(|(source_id, entry)| (source_id, entry.target_id))
-            .collect())
+        self.state
+            .scan_prefix(prefix(Kind::Synced, stream))
+            .map(|item| {
+                let (k, v) = item?;
+                let source_id = id_of(&k);
+                let synced = entry::decode(&source_id, &v)?;
+                Ok((source_id, synced.target_id))
+            })
+            .collect()
     }
 
     fn mapped_count(&self, stream: &str) -> StoreResult<u64> {
@@ -553,6 +671,7 @@ mod tests {
                     target_id: "t1".into(),
                     base: base(),
                 },
+                may_have_dead_letter: true,
             }])
             .unwrap();
         assert_eq!(store.pending_count("contacts").unwrap(), 1);
@@ -653,6 +772,7 @@ mod tests {
                 source_id: "c9".into(),
                 intent_key: None,
                 outcome: Outcome::DeadLettered(Box::new(letter.clone())),
+                may_have_dead_letter: true,
             }])
             .unwrap();
         assert_eq!(
@@ -670,6 +790,7 @@ mod tests {
                     target_id: "t9".into(),
                     base: base(),
                 },
+                may_have_dead_letter: true,
             }])
             .unwrap();
         assert!(store.dead_letters(None).unwrap().is_empty());
@@ -679,6 +800,7 @@ mod tests {
                 source_id: "c9".into(),
                 intent_key: None,
                 outcome: Outcome::Unmapped,
+                may_have_dead_letter: true,
             }])
             .unwrap();
         assert_eq!(store.target_id("contacts", "c9").unwrap(), None);

@@ -318,6 +318,7 @@ channel: { default: web }
                         deleted: false,
                     },
                 },
+                may_have_dead_letter: true,
             }])
             .unwrap();
         let mapper = Mapper::new(

@@ -275,12 +275,7 @@ fn completion(
     intent_key: Option<String>,
     outcome: Outcome,
 ) -> Completion {
-    Completion {
-        stream: stream.to_string(),
-        source_id: source_id.to_string(),
-        intent_key,
-        outcome,
-    }
+    Completion::new(stream, source_id, intent_key, outcome)
 }
 
 fn hashed(id: &str) -> u64 {

@@ -106,7 +106,7 @@ impl StreamRun<'_> {
                 fields: Value::Null,
                 deleted: false,
             };
-            let done = completion(
+            let mut done = completion(
                 &self.name,
                 &source_id,
                 None,
@@ -115,6 +115,7 @@ impl StreamRun<'_> {
                     base,
                 },
             );
+            done.may_have_dead_letter = self.refused.contains_key(&source_id);
             let op = if known {
                 Operation::Update
             } else {
