@@ -630,6 +630,21 @@ mod tests {
     use super::*;
     use crate::store::{Exchange, Operation};
 
+    /// Opens a store this process just closed. sled releases its file lock from a
+    /// background thread shortly after the last handle drops; another process never
+    /// sees this, a test reopening in-process can.
+    fn reopen(dir: &Path) -> StoreResult<SledStore> {
+        for _ in 0..100 {
+            match SledStore::open(dir) {
+                Err(StoreError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
+        SledStore::open(dir)
+    }
+
     fn intent(source_id: &str, key: &str) -> Intent {
         Intent {
             key: key.into(),
@@ -704,7 +719,7 @@ mod tests {
                 .unwrap();
             store.save_token("crm", "refresh-abc").unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).unwrap();
         assert_eq!(store.pending_intents("contacts").unwrap().len(), 1);
         assert_eq!(
             store.watermark("contacts").unwrap().unwrap().value,
@@ -738,7 +753,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let error = SledStore::open(dir.path()).unwrap_err();
+        let error = reopen(dir.path()).unwrap_err();
         assert!(
             error.to_string().contains("written by a newer runner"),
             "{error}"

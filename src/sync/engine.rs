@@ -39,6 +39,8 @@ pub struct RunReport {
 pub struct Engine {
     pipeline: PipelineConfig,
     base_dir: PathBuf,
+    /// The pipeline's state directory (JSON-lines targets keep their index there).
+    state_dir: PathBuf,
     store: Arc<dyn Store>,
     tokens: Arc<dyn TokenStore>,
     vars: Vars,
@@ -58,6 +60,7 @@ impl Engine {
         S: Store + TokenStore + 'static,
     {
         Engine {
+            state_dir: crate::store::state_dir(&pipeline, pipeline_file),
             pipeline,
             base_dir: pipeline_file
                 .parent()
@@ -325,7 +328,10 @@ impl Engine {
                 };
                 Target::Http(Box::new(HttpTarget::new(spec, self.vars.clone())?))
             }
-            SystemConfig::Jsonl(jsonl) => Target::Jsonl(self.file_path(jsonl.path.as_str())?),
+            SystemConfig::Jsonl(jsonl) => Target::Jsonl {
+                path: self.file_path(jsonl.path.as_str())?,
+                index_dir: self.state_dir.join("jsonl"),
+            },
         };
         let env = serde_json::to_value(self.vars.env()).unwrap_or_default();
         let mapper =

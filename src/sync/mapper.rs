@@ -47,6 +47,12 @@ struct Field {
 pub struct Mapper {
     fields: Vec<Field>,
     templates: Environment<'static>,
+    /// The parts of `record` the templates read (`record.a.b`), or `None` when a
+    /// template uses the record as a whole. Only those parts are handed to the template
+    /// engine, instead of converting every record in full.
+    record_paths: Option<Vec<Vec<String>>>,
+    /// Whether any field is a template at all.
+    has_templates: bool,
     /// A `ref()` that found nothing, noted by the template function for the caller.
     missing_ref: Arc<Mutex<Option<(String, String)>>>,
 }
@@ -93,6 +99,7 @@ impl Mapper {
         );
         templates.add_global("env", to_value(env));
         let mut compiled = Vec::new();
+        let mut record_paths = Some(Vec::new());
         for (name, field) in fields {
             let source = match (&field.from, &field.template) {
                 (Some(path), _) => Source::Path(CompiledPath::compile(path.as_str())?),
@@ -100,6 +107,7 @@ impl Mapper {
                     templates
                         .add_template_owned(name.clone(), template.as_str().to_string())
                         .map_err(|e| format!("field `{name}`: {e}"))?;
+                    note_record_paths(template.as_str(), &mut record_paths);
                     Source::Template(name.clone())
                 }
                 (None, None) => Source::Constant,
@@ -112,17 +120,48 @@ impl Mapper {
             });
         }
         Ok(Mapper {
+            has_templates: compiled
+                .iter()
+                .any(|f| matches!(f.source, Source::Template(_))),
             fields: compiled,
             templates,
+            record_paths,
             missing_ref,
         })
+    }
+
+    /// The record as the templates see it: only the parts they read.
+    fn template_record(&self, record: &Value) -> minijinja::Value {
+        let Some(paths) = &self.record_paths else {
+            return to_value(record);
+        };
+        let mut sparse = Value::Object(Map::new());
+        for path in paths {
+            let found = path.iter().try_fold(record, |node, key| node.get(key));
+            if let Some(value) = found {
+                let mut slot = &mut sparse;
+                for key in path {
+                    if !slot.is_object() {
+                        *slot = Value::Object(Map::new());
+                    }
+                    let Value::Object(map) = slot else { break };
+                    slot = map.entry(key.clone()).or_insert(Value::Null);
+                }
+                *slot = value.clone();
+            }
+        }
+        to_value(&sparse)
     }
 
     /// Maps `record`. `now` is the run's start time, the same for every record, so a
     /// template using it does not make every record look changed within a run.
     pub fn map(&self, record: &Value, now: &str) -> Result<Mapped, MapError> {
         let mut fields = Map::with_capacity(self.fields.len());
-        let context = minijinja::context! { record => to_value(record), now => now };
+        let context = if self.has_templates {
+            minijinja::context! { record => self.template_record(record), now => now }
+        } else {
+            minijinja::Value::UNDEFINED
+        };
         for field in &self.fields {
             let value = match &field.source {
                 Source::Path(path) => path.first(record).cloned().unwrap_or(Value::Null),
@@ -171,12 +210,47 @@ impl Mapper {
     }
 }
 
+/// Adds the record paths a template reads to `paths`; a use of the whole record (or
+/// a template that does not parse) turns the list into `None`: convert it all.
+fn note_record_paths(template: &str, paths: &mut Option<Vec<Vec<String>>>) {
+    let Some(list) = paths.as_mut() else { return };
+    let Ok(names) = crate::template::analyze(template) else {
+        *paths = None;
+        return;
+    };
+    if !names.roots.contains("record") {
+        return;
+    }
+    let used: Vec<Vec<String>> = names
+        .dotted
+        .iter()
+        .filter_map(|d| d.strip_prefix("record."))
+        .map(|rest| rest.split('.').map(str::to_string).collect())
+        .collect();
+    if used.is_empty() || names.dotted.contains("record") {
+        *paths = None;
+    } else {
+        list.extend(used);
+    }
+}
+
 /// The hash of mapped fields: SHA-256 of their JSON (keys in pipeline order), hex.
 /// Stable across runs and versions, since it is compared with stored bases.
 pub fn hash(fields: &Value) -> String {
     let bytes = serde_json::to_vec(fields).unwrap_or_default();
     let digest = Sha256::digest(&bytes);
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest[..16])
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    out
 }
 
 fn convert(value: Value, kind: FieldType) -> Result<Value, String> {
@@ -275,6 +349,24 @@ channel: { default: web }
             )
             .unwrap();
         assert_eq!(again.hash, mapped.hash, "the hash is stable");
+    }
+
+    #[test]
+    fn templates_get_only_the_parts_of_the_record_they_read() {
+        let mut paths = Some(Vec::new());
+        note_record_paths("{{ record.first }} {{ record.address.city }}", &mut paths);
+        assert_eq!(
+            paths,
+            Some(vec![
+                vec!["address".to_string(), "city".to_string()],
+                vec!["first".to_string()]
+            ])
+        );
+        note_record_paths("{{ record['first'] }}", &mut paths);
+        assert_eq!(paths, None, "an indexed record is converted in full");
+        let mut paths = Some(Vec::new());
+        note_record_paths("{{ record | tojson }}", &mut paths);
+        assert_eq!(paths, None);
     }
 
     #[test]

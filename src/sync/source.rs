@@ -101,6 +101,30 @@ impl Source {
     }
 }
 
+/// Reads ahead: up to `ahead` batches are fetched while the current one is being
+/// processed, so the source's latency overlaps the runner's work instead of adding to
+/// it. Memory stays bounded by `ahead` batches.
+pub fn read_ahead(
+    batches: BoxStream<'static, Result<Batch, SyncError>>,
+    ahead: usize,
+) -> BoxStream<'static, Result<Batch, SyncError>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(ahead.max(1));
+    tokio::spawn(async move {
+        let mut batches = batches;
+        while let Some(batch) = batches.next().await {
+            let failed = batch.is_err();
+            // A closed channel means the reader stopped: so do we.
+            if sender.send(batch).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|batch| (batch, receiver))
+    })
+    .boxed()
+}
+
 /// Child resources: the parent listing, then the child listing of each parent.
 fn children(
     system: Arc<HttpSystem>,

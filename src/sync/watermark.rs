@@ -6,22 +6,64 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-/// Orders two `updated_at` values.
-pub fn compare(a: &str, b: &str) -> Ordering {
-    match (a.parse::<Timestamp>(), b.parse::<Timestamp>()) {
-        (Ok(a), Ok(b)) => a.cmp(&b),
-        _ => match (a.parse::<f64>(), b.parse::<f64>()) {
-            (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
-            _ => a.cmp(b),
-        },
+/// An `updated_at` value, parsed for comparing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Parsed {
+    Time(Timestamp),
+    Number(f64),
+    Text,
+}
+
+fn parse(text: &str) -> Parsed {
+    if let Ok(at) = text.parse::<Timestamp>() {
+        Parsed::Time(at)
+    } else if let Ok(n) = text.parse::<f64>() {
+        Parsed::Number(n)
+    } else {
+        Parsed::Text
     }
 }
 
-/// The later of two values.
-pub fn later(a: Option<String>, b: &str) -> Option<String> {
-    match a {
-        Some(a) if compare(&a, b) != Ordering::Less => Some(a),
-        _ => Some(b.to_string()),
+fn order(a: (Parsed, &str), b: (Parsed, &str)) -> Ordering {
+    match (a.0, b.0) {
+        (Parsed::Time(x), Parsed::Time(y)) => x.cmp(&y),
+        (Parsed::Number(x), Parsed::Number(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        _ => a.1.cmp(b.1),
+    }
+}
+
+/// Orders two `updated_at` values.
+pub fn compare(a: &str, b: &str) -> Ordering {
+    order((parse(a), a), (parse(b), b))
+}
+
+/// The latest of the `updated_at` values offered, each parsed once.
+#[derive(Debug, Clone, Default)]
+pub struct Latest {
+    latest: Option<(Parsed, String)>,
+}
+
+impl Latest {
+    /// Starting from a value kept from before (a checkpoint), if any.
+    pub fn from(value: Option<String>) -> Latest {
+        Latest {
+            latest: value.map(|text| (parse(&text), text)),
+        }
+    }
+
+    pub fn offer(&mut self, candidate: &str) {
+        let parsed = parse(candidate);
+        let newer = match &self.latest {
+            Some((at, text)) => order((parsed, candidate), (*at, text)).is_gt(),
+            None => true,
+        };
+        if newer {
+            self.latest = Some((parsed, candidate.to_string()));
+        }
+    }
+
+    pub fn value(&self) -> Option<&str> {
+        self.latest.as_ref().map(|(_, text)| text.as_str())
     }
 }
 
@@ -79,9 +121,14 @@ mod tests {
     }
 
     #[test]
-    fn later_keeps_the_maximum() {
-        let max = later(None, "2026-01-01T10:00:00Z");
-        let max = later(max, "2026-01-01T09:00:00Z");
-        assert_eq!(max.as_deref(), Some("2026-01-01T10:00:00Z"));
+    fn latest_keeps_the_maximum() {
+        let mut latest = Latest::from(None);
+        latest.offer("2026-01-01T10:00:00Z");
+        latest.offer("2026-01-01T09:00:00Z");
+        latest.offer("2026-01-01T11:30:00+02:00");
+        assert_eq!(latest.value(), Some("2026-01-01T10:00:00Z"));
+        let mut numbers = Latest::from(Some("9".into()));
+        numbers.offer("10");
+        assert_eq!(numbers.value(), Some("10"));
     }
 }

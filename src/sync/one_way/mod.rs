@@ -23,7 +23,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
 use super::decide::{dead_letter, exchange, intent_key, Decision};
-use super::jsonl::JsonlFile;
+use super::jsonl::JsonlTarget;
 use super::mapper::{hash, MapError, Mapped, Mapper};
 use super::plan::StreamPlan;
 use super::source::{Batch, Source};
@@ -48,7 +48,11 @@ const IN_DOUBT_ROUNDS: u32 = 3;
 #[derive(Debug)]
 pub enum Target {
     Http(Box<HttpTarget>),
-    Jsonl(std::path::PathBuf),
+    /// A JSON-lines file and the state directory its index lives in.
+    Jsonl {
+        path: std::path::PathBuf,
+        index_dir: std::path::PathBuf,
+    },
 }
 
 /// Everything one stream run needs.
@@ -69,7 +73,7 @@ pub struct StreamRun<'a> {
     id_path: CompiledPath,
     updated_at: Option<CompiledPath>,
     tombstone: Option<CompiledPath>,
-    jsonl: Option<JsonlFile>,
+    jsonl: Option<JsonlTarget>,
     /// Source ids seen by a `--full` listing (hashed), for deletes.
     seen: HashSet<u64>,
     /// Records waiting for a reference, by source id.
@@ -166,8 +170,16 @@ impl<'a> StreamRun<'a> {
     }
 
     async fn steps(&mut self, records: Option<Vec<Value>>) -> Result<(), SyncError> {
-        if let (Target::Jsonl(path), false) = (&self.target, self.dry()) {
-            self.jsonl = Some(JsonlFile::open(path, &self.name, self.store.as_ref())?);
+        if let Target::Jsonl { path, index_dir } = &self.target {
+            // A dry run reads the index without cutting anything.
+            let cut = !self.dry();
+            self.jsonl = Some(JsonlTarget::open(
+                path,
+                index_dir,
+                &self.name,
+                self.store.as_ref(),
+                cut,
+            )?);
         }
         self.recover().await?;
         self.refused = self

@@ -8,7 +8,7 @@ impl StreamRun<'_> {
     pub(super) async fn read_source(&mut self) -> Result<bool, SyncError> {
         let stored = self.store.watermark(&self.name)?;
         let incremental = self.config.source.incremental.clone().unwrap_or_default();
-        let (from, resume, mut max_updated_at) = if self.options.full {
+        let (from, resume, max_updated_at) = if self.options.full {
             if !self.dry() {
                 self.store.set_checkpoint(&self.name, None)?;
             }
@@ -38,7 +38,9 @@ impl StreamRun<'_> {
             }
             _ => None,
         };
-        let mut batches = self.source.batches(&self.vars, &from, &self.now, resume)?;
+        let mut latest = watermark::Latest::from(max_updated_at);
+        let batches = self.source.batches(&self.vars, &from, &self.now, resume)?;
+        let mut batches = crate::sync::source::read_ahead(batches, 2);
         while let Some(batch) = batches.next().await {
             let Batch {
                 records,
@@ -80,14 +82,13 @@ impl StreamRun<'_> {
                     Outcome::DeadLettered(letter),
                 )])?;
             }
-            for record in &records {
-                if let Some(at) = self
-                    .updated_at
-                    .as_ref()
-                    .and_then(|p| p.first(record))
-                    .and_then(watermark::text)
-                {
-                    max_updated_at = watermark::later(max_updated_at, &at);
+            if let Some(path) = &self.updated_at {
+                for record in &records {
+                    match path.first(record) {
+                        Some(Value::String(at)) if !at.is_empty() => latest.offer(at),
+                        Some(Value::Number(at)) => latest.offer(&at.to_string()),
+                        _ => {}
+                    }
                 }
             }
             let records = match &ignore_before {
@@ -101,7 +102,7 @@ impl StreamRun<'_> {
                     query: r.query,
                     pages: r.pages,
                     records: r.records,
-                    max_updated_at: max_updated_at.clone(),
+                    max_updated_at: latest.value().map(str::to_string),
                 });
                 self.store.set_checkpoint(&self.name, checkpoint.as_ref())?;
             }
@@ -110,7 +111,7 @@ impl StreamRun<'_> {
             return Ok(true);
         }
         self.store.set_checkpoint(&self.name, None)?;
-        if let Some(max) = max_updated_at {
+        if let Some(max) = latest.value().map(str::to_string) {
             let newer = stored
                 .as_ref()
                 .is_none_or(|w| watermark::compare(&max, &w.value).is_gt());

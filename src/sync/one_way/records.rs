@@ -12,9 +12,9 @@ impl StreamRun<'_> {
     ) -> Result<(), SyncError> {
         let mut decisions = Vec::with_capacity(records.len());
         let mut first_contacts = Vec::new();
+        self.counts.read += records.len() as u64;
+        self.progress.read(records.len() as u64);
         for record in records {
-            self.counts.read += 1;
-            self.progress.read(1);
             match self.decide(record, listed)? {
                 Decision::Match {
                     source_id,
@@ -114,6 +114,17 @@ impl StreamRun<'_> {
                 )));
             }
         };
+        if let Some(file) = &self.jsonl {
+            if file.unchanged(&source_id, &mapped.hash) {
+                return Ok(Decision::Unchanged);
+            }
+            let known = file.known(&source_id);
+            return Ok(Decision::Line {
+                source_id,
+                mapped,
+                known,
+            });
+        }
         let synced = self.store.synced(&self.name, &source_id)?;
         if synced
             .as_ref()
@@ -124,13 +135,6 @@ impl StreamRun<'_> {
         if self.pending.contains(&source_id) {
             // A write of it is still in doubt in the outbox; the next run resolves it.
             return Ok(Decision::Skip);
-        }
-        if matches!(self.target, Target::Jsonl(_)) {
-            return Ok(Decision::Line {
-                source_id,
-                mapped,
-                known: synced.is_some(),
-            });
         }
         match synced {
             Some(synced) => Ok(Decision::Write(self.intent(

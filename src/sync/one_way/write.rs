@@ -96,36 +96,20 @@ impl StreamRun<'_> {
         let Some(file) = self.jsonl.as_mut() else {
             return Ok(());
         };
-        let values: Vec<Value> = lines.iter().map(|(_, m, _)| m.fields.clone()).collect();
-        let mark = file.append(&values)?;
-        let mut completions = Vec::with_capacity(lines.len());
-        for (source_id, mapped, known) in lines {
-            // The file holds the values; the base keeps their hash.
-            let base = Base {
-                hash: mapped.hash,
-                fields: Value::Null,
-                deleted: false,
-            };
-            let mut done = completion(
-                &self.name,
-                &source_id,
-                None,
-                Outcome::Synced {
-                    target_id: source_id.clone(),
-                    base,
-                },
-            );
-            done.may_have_dead_letter = self.refused.contains_key(&source_id);
-            let op = if known {
-                Operation::Update
+        let mark = file.append(&lines)?;
+        self.store.complete_with_marks(&[], &[mark])?;
+        for (source_id, _, known) in &lines {
+            if *known {
+                self.counts.updated += 1;
             } else {
-                Operation::Create
-            };
-            self.count(&done, Some(op));
-            completions.push(done);
+                self.counts.created += 1;
+            }
+            // A record that was refused before is through now.
+            if self.refused.remove(source_id).is_some() {
+                self.store.remove_dead_letter(&self.name, source_id)?;
+            }
         }
-        self.progress.written(completions.len() as u64);
-        self.store.complete_with_marks(&completions, &[mark])?;
+        self.progress.written(lines.len() as u64);
         Ok(())
     }
 }
