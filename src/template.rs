@@ -6,7 +6,8 @@
 //! template is used, which strict undefined alone cannot catch for filters such as
 //! `{{ missing | urlencode }}` (the filter turns undefined into "").
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
 use minijinja::{Environment, UndefinedBehavior};
 
@@ -23,17 +24,42 @@ pub fn to_value<T: serde::Serialize>(value: T) -> minijinja::Value {
     minijinja::Value::from(minijinja::value::Serde(value))
 }
 
+/// Templates a pipeline renders, compiled once per thread: the same few templates
+/// (request paths, URLs) are rendered for every record.
+const CACHE_LIMIT: usize = 256;
+
+thread_local! {
+    static COMPILED: RefCell<Environment<'static>> = RefCell::new(environment());
+    static ANALYZED: RefCell<HashMap<String, TemplateNames>> = RefCell::new(HashMap::new());
+}
+
+/// Whether `source` is plain text that renders as itself.
+pub fn is_plain(source: &str) -> bool {
+    !source.contains("{{") && !source.contains("{%") && !source.contains("{#")
+}
+
 /// Renders `source` with `context`. Undefined names are errors (strict undefined).
 pub fn render(source: &str, context: &minijinja::Value) -> Result<String, String> {
-    thread_local! {
-        // Building an environment registers every builtin; do it once per thread.
-        static ENV: Environment<'static> = environment();
+    if is_plain(source) {
+        return Ok(source.to_string());
     }
-    ENV.with(|env| env.render_str(source, context))
-        .map_err(|e| match e.detail() {
-            Some(detail) => format!("{}: {detail}", e.kind()),
-            None => e.kind().to_string(),
-        })
+    let describe = |e: minijinja::Error| match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    COMPILED.with(|env| {
+        let mut env = env.borrow_mut();
+        if env.get_template(source).is_err() {
+            if env.templates().count() >= CACHE_LIMIT {
+                env.clear_templates();
+            }
+            env.add_template_owned(source.to_string(), source.to_string())
+                .map_err(describe)?;
+        }
+        env.get_template(source)
+            .and_then(|template| template.render(context))
+            .map_err(describe)
+    })
 }
 
 /// What a template refers to.
@@ -53,6 +79,23 @@ pub struct TemplateNames {
 pub struct TemplateSyntaxError {
     pub message: String,
     pub offset: Option<usize>,
+}
+
+/// [`analyze`], remembered per thread: run time renders the same templates again and
+/// again.
+pub fn analyze_cached(source: &str) -> Result<TemplateNames, TemplateSyntaxError> {
+    if let Some(names) = ANALYZED.with(|cache| cache.borrow().get(source).cloned()) {
+        return Ok(names);
+    }
+    let names = analyze(source)?;
+    ANALYZED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(source.to_string(), names.clone());
+    });
+    Ok(names)
 }
 
 /// Parses `source` and lists the names it uses.

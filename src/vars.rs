@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use minijinja::Value;
 
 use crate::http::redact::Redactor;
-use crate::template::{analyze, render, to_value};
+use crate::template::{analyze_cached, is_plain, render, to_value};
 
 /// The environment and secrets templates render with.
 #[derive(Debug, Clone)]
@@ -60,7 +60,11 @@ impl Vars {
         extra: &[(&str, Value)],
         allow_secrets: bool,
     ) -> Result<String, String> {
-        let names = analyze(template).map_err(|e| format!("invalid template: {}", e.message))?;
+        if is_plain(template) {
+            return Ok(template.to_string());
+        }
+        let names =
+            analyze_cached(template).map_err(|e| format!("invalid template: {}", e.message))?;
         let mut env = BTreeMap::new();
         let mut secrets = BTreeMap::new();
         for dotted in &names.dotted {

@@ -123,7 +123,10 @@ pub struct Intent {
     /// The mapped fields (the body before any envelope).
     pub fields: Value,
     pub hash: String,
-    /// The source record, for dead letters and retries.
+    /// The source record, for dead letters and retries. Not stored with the outbox
+    /// item — it would double what every write costs the store — so an intent an
+    /// earlier run left behind comes back without it (null).
+    #[serde(default, skip_serializing)]
     pub record: Value,
     /// When the intent was recorded (RFC 3339), for people.
     pub created_at: String,

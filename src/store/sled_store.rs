@@ -26,7 +26,7 @@ use super::{
 const FORMAT_KEY: &[u8] = b"format_version";
 const RUN_COUNTER_KEY: &[u8] = b"last_run_id";
 /// sled's page cache; the default (1 GiB) would dwarf everything else runner holds.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The kinds of entries of the `state` tree, by key prefix.
 #[derive(Clone, Copy)]
@@ -314,10 +314,11 @@ impl SledStore {
         match &done.outcome {
             Outcome::Synced { target_id, base } => {
                 let same_id = target_id == &done.source_id;
-                // A relinked record leaves its old target id behind: unindex it. A
-                // first sync (the bulk of the writes) has nothing to look up when the
-                // target id is the source id.
-                if !same_id || done.intent_key.is_some() {
+                // A record linked to another target record than before leaves the old
+                // one unindexed. Writes keep the target they were decided with (a
+                // create had none, an update has the same), so only completions
+                // without an outbox item (links) need to look.
+                if done.intent_key.is_none() && !same_id {
                     let previous = self.synced(&done.stream, &done.source_id)?;
                     if let Some(old) = previous.filter(|old| &old.target_id != target_id) {
                         batch.remove(key(Kind::TargetIndex, &done.stream, &old.target_id));

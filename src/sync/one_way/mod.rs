@@ -88,8 +88,10 @@ pub struct StreamRun<'a> {
     retrying: bool,
     /// Source ids whose write is still pending in the outbox after recovery.
     pending: HashSet<String>,
-    /// Dead-lettered source records, by source id: one unchanged since is not resent.
-    refused: HashMap<String, Value>,
+    /// Dead letters by source id: the record as refused, and whether the write is in
+    /// doubt. A record unchanged since it was refused is not sent again; one whose
+    /// create is in doubt is not sent again at all until a person retries or discards it.
+    refused: HashMap<String, (Value, bool)>,
 }
 
 impl<'a> StreamRun<'a> {
@@ -186,7 +188,7 @@ impl<'a> StreamRun<'a> {
             .store
             .dead_letters(Some(&self.name))?
             .into_iter()
-            .map(|letter| (letter.source_id, letter.record))
+            .map(|letter| (letter.source_id, (letter.record, letter.in_doubt)))
             .collect();
         match records {
             Some(records) => {

@@ -89,10 +89,13 @@ impl StreamRun<'_> {
         if self.waiting.remove(&source_id) && !self.dry() {
             self.store.undefer(&self.name, &source_id)?;
         }
-        if !self.retrying && self.refused.get(&source_id) == Some(&record) {
-            // Refused before and not changed since: sending it again would be refused
-            // again. A change, or `dead-letters retry`, sends it.
-            return Ok(Decision::Skip);
+        if let (Some((refused, in_doubt)), false) = (self.refused.get(&source_id), self.retrying) {
+            // In doubt: it may exist on the target; a person decides. Refused and
+            // unchanged since: it would be refused again. A change, or `dead-letters
+            // retry`, sends it.
+            if *in_doubt || refused == &record {
+                return Ok(Decision::Skip);
+            }
         }
         if self.tombstone.as_ref().and_then(|p| p.first(&record)) == Some(&Value::Bool(true)) {
             self.tombstoned.push((source_id, record));

@@ -18,7 +18,12 @@ impl StreamRun<'_> {
         let Target::Http(target) = &self.target else {
             return Ok(());
         };
-        let (counts, progress, started) = (&mut self.counts, &mut self.progress, self.started);
+        let (counts, progress, started, refused) = (
+            &mut self.counts,
+            &mut self.progress,
+            self.started,
+            &self.refused,
+        );
         let concurrency = target.spec().max_in_flight;
         let store = Arc::clone(&self.store);
         let name = self.name.clone();
@@ -52,10 +57,11 @@ impl StreamRun<'_> {
                     still_pending.push(source_id);
                 }
                 Ok(Sent {
-                    done: Some(done),
+                    done: Some(mut done),
                     op,
                     ..
                 }) => {
+                    done.may_have_dead_letter = refused.contains_key(&done.source_id);
                     count(counts, &done, Some(op));
                     progress.written(1);
                     batch.push(done);
