@@ -19,9 +19,10 @@ use runner::config::system::HttpSystemConfig;
 use runner::http::{pages, ClientContext, HttpSystem, Listing, MemoryTokenStore, Redactor, Waiter};
 use runner::sandbox::{self, Sandbox, SandboxConfig};
 use runner::vars::Vars;
-use serde_json::Value;
 
-const PAGE: usize = 1000;
+mod common;
+
+use common::PAGE;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -34,12 +35,12 @@ fn main() {
         let started = Instant::now();
         let count = runtime.block_on(async {
             match kind.as_str() {
-                "bare" => bare_loop(url).await,
+                "bare" => common::bare_pull(url).await,
                 _ => runner_loop(url).await,
             }
         });
         let seconds = started.elapsed().as_secs_f64();
-        println!("{count} {seconds} {}", peak_rss_kib());
+        println!("{count} {seconds} {}", common::peak_rss_kib());
         return;
     }
     let records: usize = args
@@ -174,69 +175,4 @@ auth:
         }
     }
     count
-}
-
-/// The limit: a token, then GET pages and parse them, nothing else.
-async fn bare_loop(crm_url: &str) -> u64 {
-    let client = reqwest::Client::new();
-    let token: Value = client
-        .post(format!("{crm_url}/oauth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", sandbox::CRM_REFRESH_TOKEN),
-            ("client_id", sandbox::CRM_CLIENT_ID),
-            ("client_secret", sandbox::CRM_CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    let bearer = format!(
-        "Bearer {}",
-        token["access_token"].as_str().expect("access token")
-    );
-    let mut cursor: Option<String> = None;
-    let mut count = 0u64;
-    loop {
-        let mut request = client
-            .get(format!("{crm_url}/contacts"))
-            .header("Authorization", &bearer)
-            .query(&[("limit", PAGE.to_string())]);
-        if let Some(c) = &cursor {
-            request = request.query(&[("cursor", c)]);
-        }
-        let bytes = request
-            .send()
-            .await
-            .expect("page")
-            .bytes()
-            .await
-            .expect("body");
-        let mut page: Value = serde_json::from_slice(&bytes).expect("json");
-        if let Some(Value::Array(records)) = page.get_mut("data").map(std::mem::take) {
-            for record in records {
-                count += u64::from(record.get("id").is_some());
-            }
-        }
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(next) if !next.is_empty() => cursor = Some(next.to_string()),
-            _ => return count,
-        }
-    }
-}
-
-/// Peak resident set size of this process, in KiB (Linux).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -43,10 +43,12 @@ use runner::store::{Base, Completion, Outcome, RunRecord, SledStore, Store, Wate
 use runner::sync::mapper::Mapper;
 use serde_json::{json, Value};
 
+mod common;
+
 /// The env var that makes this binary act as `runner` (value: the report file).
 const REPORT_ENV: &str = "SYNC_BENCH_REPORT";
 /// Records per listing page.
-const PAGE: usize = 1000;
+use common::PAGE;
 /// Concurrent writes, as billing's `limits.max_in_flight`.
 const IN_FLIGHT: usize = 16;
 /// Contacts changed before the incremental run.
@@ -67,7 +69,7 @@ fn main() -> ExitCode {
     if let Some(report) = std::env::var_os(REPORT_ENV) {
         // The child: `runner apply FILE`, in this process.
         let code = runner::cli::main();
-        let _ = std::fs::write(report, peak_rss_kib().to_string());
+        let _ = std::fs::write(report, common::peak_rss_kib().to_string());
         return code;
     }
     let args: Vec<String> = std::env::args().collect();
@@ -865,12 +867,12 @@ fn bare_child(args: &[String]) {
             }
             _ => {
                 let started = Instant::now();
-                let count = bare_pull(&args[1]).await;
+                let count = common::bare_pull(&args[1]).await;
                 (count, started.elapsed().as_secs_f64())
             }
         }
     });
-    println!("{count} {seconds} {}", peak_rss_kib());
+    println!("{count} {seconds} {}", common::peak_rss_kib());
 }
 
 /// The limit for creates: 16 concurrent POSTs of prepared bodies, reading each
@@ -904,69 +906,4 @@ async fn bare_post(billing_url: &str, bodies: &Path) -> (u64, f64) {
         .fold(0u64, |sum, n| async move { sum + n })
         .await;
     (created, started.elapsed().as_secs_f64())
-}
-
-/// The limit for pulls (as in benches/pull.rs): a token, then GET pages and parse them.
-async fn bare_pull(crm_url: &str) -> u64 {
-    let client = reqwest::Client::new();
-    let token: Value = client
-        .post(format!("{crm_url}/oauth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", sandbox::CRM_REFRESH_TOKEN),
-            ("client_id", sandbox::CRM_CLIENT_ID),
-            ("client_secret", sandbox::CRM_CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    let bearer = format!(
-        "Bearer {}",
-        token["access_token"].as_str().expect("access token")
-    );
-    let mut cursor: Option<String> = None;
-    let mut count = 0u64;
-    loop {
-        let mut request = client
-            .get(format!("{crm_url}/contacts"))
-            .header("Authorization", &bearer)
-            .query(&[("limit", PAGE.to_string())]);
-        if let Some(c) = &cursor {
-            request = request.query(&[("cursor", c)]);
-        }
-        let bytes = request
-            .send()
-            .await
-            .expect("page")
-            .bytes()
-            .await
-            .expect("body");
-        let mut page: Value = serde_json::from_slice(&bytes).expect("json");
-        if let Some(Value::Array(records)) = page.get_mut("data").map(std::mem::take) {
-            for record in records {
-                count += u64::from(record.get("id").is_some());
-            }
-        }
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(next) if !next.is_empty() => cursor = Some(next.to_string()),
-            _ => return count,
-        }
-    }
-}
-
-/// Peak resident set size of this process, in KiB (Linux).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }
