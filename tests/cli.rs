@@ -160,6 +160,7 @@ const COMMANDS: &[&str] = &[
     "history",
     "dead-letters",
     "mappings",
+    "conflicts",
     "secrets",
     "demo",
     "sandbox",

@@ -11,3 +11,4 @@ mod sandbox;
 mod state_cli;
 mod support;
 mod sync_features;
+mod two_way;

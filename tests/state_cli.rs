@@ -106,6 +106,7 @@ fn pending(store: &SledStore, stream: &str, source_id: &str) {
             hash: "h".into(),
             record: json!({"id": source_id}),
             created_at: "2026-05-01T10:00:01Z".into(),
+            two_way: None,
         }])
         .unwrap();
 }

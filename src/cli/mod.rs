@@ -81,6 +81,9 @@ pub enum Command {
     DeadLetters(state::DeadLettersArgs),
     /// Look up the id mappings between source and target records.
     Mappings(state::MappingsArgs),
+    /// Two-way streams: fields changed on both sides and changes rejected because the
+    /// other side owns the field, with both values and the rule that decided.
+    Conflicts(state::ConflictsArgs),
     /// Manage secrets kept encrypted in the state store.
     Secrets(SecretsArgs),
     /// Manage a pipeline's state: `state reset` makes a stream start from scratch.
@@ -194,6 +197,7 @@ fn run(cli: Cli) -> Exit {
         Command::Reconcile(_) => not_built("reconcile", "a later issue (reconciliation)"),
         Command::Status(args) => state::status(&args),
         Command::History(args) => state::history(&args),
+        Command::Conflicts(args) => state::conflicts(&args),
         Command::DeadLetters(args) => state::dead_letters(&args),
         Command::Mappings(args) => state::mappings(&args),
         Command::State(args) => state::state(&args),

@@ -294,6 +294,12 @@ impl App {
         self.settings().repeat_cursor = on;
     }
 
+    /// Makes this app's clock run `offset_ms` ahead of the wall clock (negative:
+    /// behind) for the `updated_at` of later writes: two systems whose clocks disagree.
+    pub fn set_clock_offset(&self, offset_ms: i64) {
+        self.data().store.set_clock_offset(offset_ms);
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         self.settings().config.latency = latency;
     }

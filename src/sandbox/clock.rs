@@ -56,12 +56,21 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
 #[derive(Debug, Default)]
 pub struct WriteClock {
     last: Millis,
+    /// How far this app's clock is off the wall clock (ms; negative: behind), to play
+    /// two systems whose clocks disagree.
+    offset_ms: i64,
 }
 
 impl WriteClock {
     pub fn next(&mut self) -> Millis {
-        self.last = now_ms().max(self.last + 1);
+        let now = now_ms().saturating_add_signed(self.offset_ms);
+        self.last = now.max(self.last + 1);
         self.last
+    }
+
+    /// From now on, stamps run `offset_ms` off the wall clock (still increasing).
+    pub fn set_offset(&mut self, offset_ms: i64) {
+        self.offset_ms = offset_ms;
     }
 }
 
@@ -91,5 +100,15 @@ mod tests {
         let a = clock.next();
         let b = clock.next();
         assert!(b > a);
+    }
+
+    #[test]
+    fn an_offset_clock_runs_ahead_or_behind() {
+        let mut ahead = WriteClock::default();
+        ahead.set_offset(60_000);
+        assert!(ahead.next() >= now_ms() + 59_000);
+        let mut behind = WriteClock::default();
+        behind.set_offset(-60_000);
+        assert!(behind.next() <= now_ms() - 59_000);
     }
 }

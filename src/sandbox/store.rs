@@ -51,6 +51,11 @@ impl Store {
         self.by_key.len()
     }
 
+    /// Sets how far this store's write clock is off the wall clock (ms).
+    pub fn set_clock_offset(&mut self, offset_ms: i64) {
+        self.clock.set_offset(offset_ms);
+    }
+
     pub fn is_known_field(&self, name: &str) -> bool {
         self.known_fields.contains(name)
     }

@@ -23,6 +23,7 @@ use thiserror::Error;
 pub use crypto::MasterKey;
 pub use sled_store::SledStore;
 
+use crate::config::stream::Side;
 use crate::config::PipelineConfig;
 
 /// The layout version this runner writes. A store with another version is refused
@@ -130,6 +131,24 @@ pub struct Intent {
     pub record: Value,
     /// When the intent was recorded (RFC 3339), for people.
     pub created_at: String,
+    /// For a two-way stream: which side the write goes to and what the pair looks like
+    /// once it is done. `None` for one-way streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_way: Option<Box<TwoWayWrite>>,
+}
+
+/// What a two-way write needs to settle its pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwoWayWrite {
+    /// The side written to.
+    pub side: Side,
+    /// The pair's ids known when the write was decided (a create knows one).
+    pub a_id: Option<String>,
+    pub b_id: Option<String>,
+    /// The written side's field values once the write is done: its next base.
+    pub after: Value,
+    /// The other side's values as read in the same run, if it was read: its base too.
+    pub other: Option<Value>,
 }
 
 /// A request or response kept with a dead letter.
@@ -175,6 +194,15 @@ pub enum Outcome {
     Unmapped,
     /// The record could not be synced.
     DeadLettered(Box<DeadLetter>),
+    /// A two-way pair (`source_id` is its a id) is linked to `b_id`; the sides given
+    /// get a new base (field values), the others keep theirs. `deleted`: one side was
+    /// deleted and the other soft-deleted; the pair is not merged any more.
+    Paired {
+        b_id: String,
+        a: Option<Value>,
+        b: Option<Value>,
+        deleted: bool,
+    },
 }
 
 /// The end of a record's write, committed with its outbox item in one transaction.
@@ -205,6 +233,29 @@ impl Completion {
             may_have_dead_letter: true,
         }
     }
+}
+
+/// A field both sides changed, or a change rejected because the other side owns the
+/// field: how it was settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub stream: String,
+    pub a_id: String,
+    pub b_id: String,
+    pub field: String,
+    /// The values each side had, and had at the last sync.
+    pub a: Value,
+    pub b: Value,
+    pub base_a: Value,
+    pub base_b: Value,
+    pub winner: Side,
+    /// The rule that decided: `owner a`, `last_write_wins (b newer)`, ...
+    pub rule: String,
+    /// A change on the side that does not own the field, put back.
+    pub rejected: bool,
+    /// The run that settled it.
+    pub run: u64,
+    pub at: String,
 }
 
 /// How a run ended.
@@ -252,6 +303,10 @@ pub struct StreamCounts {
     pub deferred: u64,
     /// Outbox items of an earlier run resolved in this one.
     pub recovered: u64,
+    /// Fields changed on both sides (two-way), settled by their rule.
+    pub conflicts: u64,
+    /// Changes to a field on the side that does not own it, put back (two-way).
+    pub rejected: u64,
     pub duration_ms: u64,
     /// Why the stream stopped early, if it did.
     pub error: Option<String>,
@@ -294,7 +349,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
 
     /// Records intended writes, durably, before any of them is sent.
-    fn record_intents(&self, intents: &[Intent]) -> StoreResult<()>;
+    fn record_intents(&self, intents: &[Intent]) -> StoreResult<()> {
+        self.record_decisions(intents, &[])
+    }
     /// Outbox items of a stream not yet completed, oldest first.
     fn pending_intents(&self, stream: &str) -> StoreResult<Vec<Intent>>;
     fn pending_count(&self, stream: &str) -> StoreResult<u64>;
@@ -333,9 +390,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// letters): its next run starts from scratch.
     fn reset_stream(&self, stream: &str) -> StoreResult<()>;
 
+    /// Records intended writes and the conflicts that decided them in one atomic
+    /// write, durably, before any of the writes is sent: a conflict is logged exactly
+    /// when its resolution is on its way.
+    fn record_decisions(&self, intents: &[Intent], conflicts: &[Conflict]) -> StoreResult<()>;
+    /// The newest conflicts (of one stream), newest first.
+    fn conflicts(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Conflict>>;
+
     fn load_token(&self, system: &str) -> StoreResult<Option<String>>;
     /// Saves a token encrypted, durably.
     fn save_token(&self, system: &str, token: &str) -> StoreResult<()>;
+}
+
+/// The key of one side's watermark of a two-way stream: `<stream>/a`, `<stream>/b`.
+pub fn side_stream(stream: &str, side: Side) -> String {
+    format!("{stream}/{}", side.as_str())
+}
+
+/// How a two-way stream names a record in its outbox and dead letters: `a:<id>` or
+/// `b:<id>` (a pair by its a id once it has one).
+pub fn side_record_id(side: Side, id: &str) -> String {
+    format!("{}:{id}", side.as_str())
 }
 
 /// The directory of a pipeline's state: `state.path` (relative to the pipeline file),

@@ -10,6 +10,7 @@
 //! reset by prefix. Watermarks, checkpoints, runs and tokens have trees of their own.
 //! Values are JSON.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -19,12 +20,15 @@ use sled::{Batch, Db, Tree};
 
 use super::crypto::MasterKey;
 use super::{
-    now_text, Base, Checkpoint, Completion, DeadLetter, Intent, Outcome, RunRecord, RunStatus,
-    Store, StoreError, StoreResult, Synced, Watermark, FORMAT_VERSION,
+    now_text, side_record_id, side_stream, Base, Checkpoint, Completion, Conflict, DeadLetter,
+    Intent, Outcome, RunRecord, RunStatus, Store, StoreError, StoreResult, Synced, Watermark,
+    FORMAT_VERSION,
 };
+use crate::config::stream::Side;
 
 const FORMAT_KEY: &[u8] = b"format_version";
 const RUN_COUNTER_KEY: &[u8] = b"last_run_id";
+const CONFLICT_COUNTER_KEY: &[u8] = b"last_conflict";
 /// sled's page cache; the default (1 GiB) would dwarf everything else runner holds.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -36,6 +40,7 @@ enum Kind {
     Outbox = b'O' as isize,
     Dead = b'D' as isize,
     Waiting = b'W' as isize,
+    Conflict = b'C' as isize,
 }
 
 /// The sled-backed store of one pipeline.
@@ -304,8 +309,44 @@ impl SledStore {
         Ok(())
     }
 
-    /// Adds one completion's writes to `batch`.
-    fn complete_into(&self, batch: &mut Batch, done: &Completion) -> StoreResult<()> {
+    /// Takes the next `count` numbers of the counter `name`; returns the first.
+    /// Numbers are never handed out twice, even across a crash (a crash may skip some).
+    fn take_numbers(&self, name: &[u8], count: u64) -> StoreResult<u64> {
+        let last = self
+            .meta
+            .update_and_fetch(name, |old| {
+                let last = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((last + count).to_be_bytes().to_vec())
+            })?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(count, u64::from_be_bytes);
+        Ok(last + 1 - count)
+    }
+
+    /// A synced record as this batch leaves it: `pending` holds the entries the batch
+    /// already changed (a two-way pair may get two completions in one batch).
+    fn synced_in_batch(
+        &self,
+        pending: &HashMap<Vec<u8>, Option<Synced>>,
+        stream: &str,
+        source_id: &str,
+    ) -> StoreResult<Option<Synced>> {
+        match pending.get(&key(Kind::Synced, stream, source_id)) {
+            Some(entry) => Ok(entry.clone()),
+            None => self.synced(stream, source_id),
+        }
+    }
+
+    /// Adds one completion's writes to `batch`; `pending` tracks the synced records the
+    /// batch changed.
+    fn complete_into(
+        &self,
+        batch: &mut Batch,
+        pending: &mut HashMap<Vec<u8>, Option<Synced>>,
+        done: &Completion,
+    ) -> StoreResult<()> {
         let synced_key = key(Kind::Synced, &done.stream, &done.source_id);
         let dead_key = key(Kind::Dead, &done.stream, &done.source_id);
         if let Some(intent_key) = &done.intent_key {
@@ -328,7 +369,8 @@ impl SledStore {
                     target_id: target_id.clone(),
                     base: base.clone(),
                 };
-                batch.insert(synced_key, entry::encode(&done.source_id, &synced));
+                batch.insert(synced_key.clone(), entry::encode(&done.source_id, &synced));
+                pending.insert(synced_key, Some(synced));
                 if !same_id {
                     batch.insert(
                         key(Kind::TargetIndex, &done.stream, target_id),
@@ -340,11 +382,56 @@ impl SledStore {
                 }
             }
             Outcome::Unmapped => {
-                if let Some(old) = self.synced(&done.stream, &done.source_id)? {
+                if let Some(old) = self.synced_in_batch(pending, &done.stream, &done.source_id)? {
                     batch.remove(key(Kind::TargetIndex, &done.stream, &old.target_id));
                 }
-                batch.remove(synced_key);
+                batch.remove(synced_key.clone());
+                pending.insert(synced_key, None);
                 batch.remove(dead_key);
+            }
+            Outcome::Paired {
+                b_id,
+                a,
+                b,
+                deleted,
+            } => {
+                let previous = self.synced_in_batch(pending, &done.stream, &done.source_id)?;
+                let mut sides = previous
+                    .as_ref()
+                    .and_then(|p| p.base.fields.as_object().cloned())
+                    .unwrap_or_default();
+                for (name, values) in [("a", a), ("b", b)] {
+                    if let Some(values) = values {
+                        sides.insert(name.to_string(), values.clone());
+                    }
+                }
+                if let Some(old) = previous.filter(|old| &old.target_id != b_id) {
+                    batch.remove(key(Kind::TargetIndex, &done.stream, &old.target_id));
+                }
+                let fields = Value::Object(sides);
+                let synced = Synced {
+                    target_id: b_id.clone(),
+                    base: Base {
+                        hash: crate::sync::mapper::hash(&fields),
+                        fields,
+                        deleted: *deleted,
+                    },
+                };
+                batch.insert(synced_key.clone(), entry::encode(&done.source_id, &synced));
+                pending.insert(synced_key, Some(synced));
+                batch.insert(
+                    key(Kind::TargetIndex, &done.stream, b_id),
+                    done.source_id.as_bytes(),
+                );
+                if done.may_have_dead_letter {
+                    // Two-way dead letters are named by side: the pair is through now.
+                    for id in [
+                        side_record_id(Side::A, &done.source_id),
+                        side_record_id(Side::B, b_id),
+                    ] {
+                        batch.remove(key(Kind::Dead, &done.stream, &id));
+                    }
+                }
             }
             Outcome::DeadLettered(letter) => {
                 // A record refused again keeps its history.
@@ -423,8 +510,8 @@ impl Store for SledStore {
         self.count(Kind::Synced, stream)
     }
 
-    fn record_intents(&self, intents: &[Intent]) -> StoreResult<()> {
-        if intents.is_empty() {
+    fn record_decisions(&self, intents: &[Intent], conflicts: &[Conflict]) -> StoreResult<()> {
+        if intents.is_empty() && conflicts.is_empty() {
             return Ok(());
         }
         let mut batch = Batch::default();
@@ -432,6 +519,18 @@ impl Store for SledStore {
             batch.insert(
                 key(Kind::Outbox, &intent.stream, &intent.key),
                 encode(intent),
+            );
+        }
+        let first = if conflicts.is_empty() {
+            0
+        } else {
+            self.take_numbers(CONFLICT_COUNTER_KEY, conflicts.len() as u64)?
+        };
+        for (i, conflict) in conflicts.iter().enumerate() {
+            let number = first + i as u64;
+            batch.insert(
+                key(Kind::Conflict, &conflict.stream, &format!("{number:020}")),
+                encode(conflict),
             );
         }
         self.state.apply_batch(batch)?;
@@ -465,8 +564,9 @@ impl Store for SledStore {
             return Ok(());
         }
         let mut batch = Batch::default();
+        let mut pending = HashMap::new();
         for done in completions {
-            self.complete_into(&mut batch, done)?;
+            self.complete_into(&mut batch, &mut pending, done)?;
         }
         for (name, value) in marks {
             batch.insert(mark_key(name), value.as_slice());
@@ -532,16 +632,7 @@ impl Store for SledStore {
                 self.runs.insert(k, encode(&run))?;
             }
         }
-        let id = self
-            .meta
-            .update_and_fetch(RUN_COUNTER_KEY, |old| {
-                let last = old
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map_or(0, u64::from_be_bytes);
-                Some((last + 1).to_be_bytes().to_vec())
-            })?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(1, u64::from_be_bytes);
+        let id = self.take_numbers(RUN_COUNTER_KEY, 1)?;
         let run = RunRecord {
             id,
             started_at: now_text(),
@@ -572,8 +663,11 @@ impl Store for SledStore {
     }
 
     fn reset_stream(&self, stream: &str) -> StoreResult<()> {
-        self.watermarks.remove(stream.as_bytes())?;
-        self.checkpoints.remove(stream.as_bytes())?;
+        let sides = [side_stream(stream, Side::A), side_stream(stream, Side::B)];
+        for name in [stream, &sides[0], &sides[1]] {
+            self.watermarks.remove(name.as_bytes())?;
+            self.checkpoints.remove(name.as_bytes())?;
+        }
         let mut batch = Batch::default();
         for kind in [
             Kind::Synced,
@@ -581,6 +675,7 @@ impl Store for SledStore {
             Kind::Outbox,
             Kind::Dead,
             Kind::Waiting,
+            Kind::Conflict,
         ] {
             for k in self.state.scan_prefix(prefix(kind, stream)).keys() {
                 batch.remove(k?);
@@ -588,6 +683,21 @@ impl Store for SledStore {
         }
         self.state.apply_batch(batch)?;
         self.flush()
+    }
+
+    fn conflicts(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Conflict>> {
+        let entries = match stream {
+            Some(stream) => self.state.scan_prefix(prefix(Kind::Conflict, stream)),
+            None => self.state.scan_prefix([Kind::Conflict as u8]),
+        };
+        let mut conflicts: Vec<Conflict> = entries
+            .values()
+            .map(|v| decode("conflict", &v?))
+            .collect::<StoreResult<_>>()?;
+        // Keys sort by stream, then sequence; newest first across streams by time.
+        conflicts.sort_by(|a, b| b.at.cmp(&a.at).then(b.run.cmp(&a.run)));
+        conflicts.truncate(limit);
+        Ok(conflicts)
     }
 
     fn load_token(&self, system: &str) -> StoreResult<Option<String>> {
@@ -658,6 +768,7 @@ mod tests {
             hash: "h1".into(),
             record: json!({"id": source_id}),
             created_at: now_text(),
+            two_way: None,
         }
     }
 

@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use serde_json::Value;
 
 use super::mapper::Mapper;
 use super::one_way::{StreamRun, Target};
 use super::plan::StreamPlan;
 use super::source::Source;
 use super::target::{HttpTarget, TargetSpec};
+use super::two_way::{side_config, SideSpec, TwoWayRun};
 use super::{Progress, RunOptions, SyncError};
-use crate::config::stream::{OneWayStreamConfig, StreamConfig};
+use crate::config::stream::{OneWayStreamConfig, Side, StreamConfig, TwoWayStreamConfig};
 use crate::config::system::SystemConfig;
 use crate::config::PipelineConfig;
 use crate::exit::Exit;
@@ -105,39 +105,40 @@ impl Engine {
         letters: Vec<DeadLetter>,
         progress: &Progress,
     ) -> Result<RunReport, SyncError> {
-        let mut records: HashMap<String, Vec<Value>> = HashMap::new();
+        let mut by_stream: HashMap<String, Vec<DeadLetter>> = HashMap::new();
         for letter in letters.into_iter().filter(|l| l.record.is_object()) {
-            records
-                .entry(letter.stream)
+            by_stream
+                .entry(letter.stream.clone())
                 .or_default()
-                .push(letter.record);
+                .push(letter);
         }
         self.execute(
             "dead-letters retry",
             &RunOptions::default(),
             progress,
-            Some(records),
+            Some(by_stream),
         )
         .await
     }
 
-    /// Runs streams in order and records the run. With `only_records`, each stream
-    /// named there processes just those records instead of reading its source.
+    /// Runs streams in order and records the run. With `only_letters`, each stream
+    /// named there processes just the records of those dead letters instead of reading
+    /// its source.
     async fn execute(
         &self,
         command: &str,
         options: &RunOptions,
         progress: &Progress,
-        mut only_records: Option<HashMap<String, Vec<Value>>>,
+        mut only_letters: Option<HashMap<String, Vec<DeadLetter>>>,
     ) -> Result<RunReport, SyncError> {
         let mut run = self.store.start_run(command)?;
         let now = run.started_at.clone();
         let mut broken_systems: HashSet<String> = HashSet::new();
         let mut exit = Exit::Success;
         for name in self.stream_order(options.stream.as_deref()) {
-            let records = match only_records.as_mut() {
+            let letters = match only_letters.as_mut() {
                 Some(all) => match all.remove(&name) {
-                    Some(records) => Some(records),
+                    Some(letters) => Some(letters),
                     None => continue,
                 },
                 None => None,
@@ -160,25 +161,23 @@ impl Engine {
                 StreamConfig::OneWay(config) => {
                     match self.one_way(&name, config, options, &now, progress) {
                         Ok(stream_run) => {
+                            let records = letters
+                                .map(|letters| letters.into_iter().map(|l| l.record).collect());
                             let (counts, _, error) = stream_run.run_with_plan(records).await;
                             (counts, error)
                         }
-                        Err(error) => (
-                            StreamCounts {
-                                stream: name.clone(),
-                                ..StreamCounts::default()
-                            },
-                            Some(error),
-                        ),
+                        Err(error) => (Self::no_counts(&name), Some(error)),
                     }
                 }
-                StreamConfig::TwoWay(_) => (
-                    StreamCounts {
-                        stream: name.clone(),
-                        ..StreamCounts::default()
-                    },
-                    Some(SyncError::TwoWayNotBuilt(name.clone())),
-                ),
+                StreamConfig::TwoWay(config) => {
+                    match self.two_way(&name, config, options, &now, run.id, progress) {
+                        Ok(stream_run) => {
+                            let (counts, _, error) = stream_run.run(letters).await;
+                            (counts, error)
+                        }
+                        Err(error) => (Self::no_counts(&name), Some(error)),
+                    }
+                }
             };
             progress.finish_stream(&counts);
             if let Some(error) = &error {
@@ -237,11 +236,16 @@ impl Engine {
                         },
                     }
                 }
-                StreamConfig::TwoWay(_) => StreamPlan {
-                    stream: name.clone(),
-                    error: Some(SyncError::TwoWayNotBuilt(name.clone()).to_string()),
-                    ..StreamPlan::default()
-                },
+                StreamConfig::TwoWay(config) => {
+                    match self.two_way(&name, config, &options, &now, 0, &progress) {
+                        Ok(stream_run) => stream_run.run(None).await.1,
+                        Err(error) => StreamPlan {
+                            stream: name.clone(),
+                            error: Some(error.to_string()),
+                            ..StreamPlan::default()
+                        },
+                    }
+                }
             };
             plans.push(plan);
         }
@@ -348,6 +352,70 @@ impl Engine {
             now.to_string(),
             progress.stream(name),
         )
+    }
+
+    fn two_way<'a>(
+        &'a self,
+        name: &str,
+        config: &'a TwoWayStreamConfig,
+        options: &RunOptions,
+        now: &str,
+        run_id: u64,
+        progress: &Progress,
+    ) -> Result<TwoWayRun<'a>, SyncError> {
+        let side = |side: Side| -> Result<SideSpec, SyncError> {
+            let side_config = side_config(config, side);
+            let system = &side_config.read.system;
+            let SystemConfig::Http(http) = self.system_config(system)? else {
+                return Err(SyncError::Setup(format!(
+                    "stream `{name}`: side {} must be an http system (both sides of a two-way stream are read and written)",
+                    side.as_str()
+                )));
+            };
+            let read = side_config.read.read.clone().ok_or_else(|| {
+                SyncError::Setup(format!(
+                    "stream `{name}`: side {} has no `read`",
+                    side.as_str()
+                ))
+            })?;
+            let client = self.http(system)?;
+            let source = Source::Http {
+                system: Arc::clone(&client),
+                read: Box::new(read.clone()),
+                parent: None,
+            };
+            let spec = TargetSpec {
+                system: client,
+                read: Some(read),
+                id: Some(
+                    CompiledPath::compile(side_config.read.id.as_str())
+                        .map_err(SyncError::Setup)?,
+                ),
+                match_on: Vec::new(),
+                writes: side_config.writes.clone(),
+                max_in_flight: http.limits.max_in_flight.max(1) as usize,
+            };
+            SideSpec::new(side, config, source, spec, self.vars.clone())
+        };
+        Ok(TwoWayRun::new(
+            name,
+            config,
+            Arc::clone(&self.store),
+            self.vars.clone(),
+            side(Side::A)?,
+            side(Side::B)?,
+            options.clone(),
+            now.to_string(),
+            run_id,
+            progress.stream(name),
+        ))
+    }
+
+    fn no_counts(name: &str) -> StreamCounts {
+        StreamCounts {
+            stream: name.to_string(),
+            ..StreamCounts::default()
+        }
     }
 
     fn system_config(&self, name: &str) -> Result<&SystemConfig, SyncError> {

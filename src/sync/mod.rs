@@ -4,6 +4,8 @@
 //!   references, each stream run, the run recorded, the exit code decided.
 //! - [`one_way`]: one run of a one-way stream (recover → read → decide → outbox →
 //!   write → commit → watermark → deletes).
+//! - [`two_way`]: one run of a two-way stream (recover → read b → read a and merge
+//!   each pair against its base → outbox → write either side → deletes → watermarks).
 //! - [`source`]: reading a source batch by batch; [`target`]: an HTTP target's
 //!   requests and lookups; [`jsonl`]: a JSON-lines target.
 //! - [`mapper`]: source record → target fields and their hash; [`decide`]: decisions,
@@ -21,6 +23,7 @@ pub mod progress;
 pub mod report;
 pub mod source;
 pub mod target;
+pub mod two_way;
 pub mod watermark;
 
 use thiserror::Error;
@@ -65,8 +68,6 @@ pub enum SyncError {
     },
     #[error("{count} creates of stream `{stream}` are still in doubt after lookups; they stay in the outbox and the next run resolves them")]
     InDoubt { stream: String, count: u64 },
-    #[error("two-way sync is not built yet (it arrives with issue #5); stream `{0}` was skipped")]
-    TwoWayNotBuilt(String),
 }
 
 impl SyncError {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::decide::Decision;
-use crate::store::{Base, Intent, Operation, Outcome};
+use crate::store::{Base, Conflict, Intent, Operation, Outcome};
 
 /// A field a write changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,6 +13,10 @@ pub struct FieldChange {
     pub field: String,
     pub before: Value,
     pub after: Value,
+    /// Two-way: the rule that decided the value ("owner a", "last_write_wins (b
+    /// newer)", ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// A write `apply` would send.
@@ -23,6 +27,9 @@ pub struct PlannedWrite {
     pub target_id: Option<String>,
     pub path: String,
     pub changes: Vec<FieldChange>,
+    /// Two-way: which way the write goes, "a → b" or "b → a".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
 }
 
 /// What `apply` would do to one stream.
@@ -41,6 +48,10 @@ pub struct StreamPlan {
     pub waiting: u64,
     /// Writes an earlier run left in the outbox; `apply` resolves them first.
     pub pending: u64,
+    /// Two-way: fields changed on both sides (or on the side that does not own them)
+    /// and how `apply` would settle them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -54,6 +65,7 @@ impl StreamPlan {
             Decision::Wait { .. } => self.waiting += 1,
             Decision::Settle(done) => match done.outcome {
                 Outcome::Synced { target_id, .. } => self.links.push((done.source_id, target_id)),
+                Outcome::Paired { b_id, .. } => self.links.push((done.source_id, b_id)),
                 Outcome::DeadLettered(letter) => {
                     self.dead_letters.push((done.source_id, letter.reason))
                 }
@@ -70,6 +82,7 @@ impl StreamPlan {
                     target_id: None,
                     path: String::new(),
                     changes: changes(None, &mapped.fields),
+                    direction: None,
                 };
                 if known {
                     self.updates.push(planned);
@@ -90,6 +103,7 @@ impl StreamPlan {
                 Operation::Delete => Vec::new(),
                 _ => changes(base.map(|b| &b.fields), &intent.fields),
             },
+            direction: None,
         };
         match intent.op {
             Operation::Create => self.creates.push(planned),
@@ -108,23 +122,60 @@ impl StreamPlan {
             ));
         }
         for write in &self.creates {
-            out.push_str(&format!("  + create {}\n", write.source_id));
+            out.push_str(&format!(
+                "  + create {}{}\n",
+                write.source_id,
+                direction(write)
+            ));
             for change in &write.changes {
-                out.push_str(&format!("      {}: {}\n", change.field, change.after));
+                out.push_str(&format!(
+                    "      {}: {}{}\n",
+                    change.field,
+                    change.after,
+                    rule(change)
+                ));
             }
         }
         for write in &self.updates {
             out.push_str(&format!(
-                "  ~ update {} → {}\n",
+                "  ~ update {} → {}{}\n",
                 write.source_id,
-                write.target_id.as_deref().unwrap_or("?")
+                write.target_id.as_deref().unwrap_or("?"),
+                direction(write)
             ));
             for change in &write.changes {
                 out.push_str(&format!(
-                    "      {}: {} → {}\n",
-                    change.field, change.before, change.after
+                    "      {}: {} → {}{}\n",
+                    change.field,
+                    change.before,
+                    change.after,
+                    rule(change)
                 ));
             }
+        }
+        for conflict in &self.conflicts {
+            let what = if conflict.rejected {
+                "rejected change"
+            } else {
+                "conflict"
+            };
+            out.push_str(&format!(
+                "  ! {what} {}: a {} / b {} {}: a={} b={} (was a={} b={}) → {} wins by {}\n",
+                conflict.field,
+                conflict.a_id,
+                conflict.b_id,
+                if conflict.rejected {
+                    "(edited on the side that does not own it)"
+                } else {
+                    "(changed on both sides)"
+                },
+                conflict.a,
+                conflict.b,
+                conflict.base_a,
+                conflict.base_b,
+                conflict.winner.as_str(),
+                conflict.rule
+            ));
         }
         for (source_id, target_id) in &self.links {
             out.push_str(&format!(
@@ -142,7 +193,7 @@ impl StreamPlan {
             out.push_str(&format!("  ✗ dead letter {source_id}: {reason}\n"));
         }
         out.push_str(&format!(
-            "  {} to create, {} to update, {} to delete, {} unchanged{}\n",
+            "  {} to create, {} to update, {} to delete, {} unchanged{}{}\n",
             self.creates.len(),
             self.updates.len(),
             self.deletes.len(),
@@ -151,6 +202,11 @@ impl StreamPlan {
                 format!(", {} waiting for a reference", self.waiting)
             } else {
                 String::new()
+            },
+            if self.conflicts.is_empty() {
+                String::new()
+            } else {
+                format!(", {} conflicts settled", self.conflicts.len())
             }
         ));
         if let Some(error) = &self.error {
@@ -158,6 +214,22 @@ impl StreamPlan {
         }
         out
     }
+}
+
+fn direction(write: &PlannedWrite) -> String {
+    write
+        .direction
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
+fn rule(change: &FieldChange) -> String {
+    change
+        .rule
+        .as_ref()
+        .map(|r| format!("   [{r}]"))
+        .unwrap_or_default()
 }
 
 /// The fields whose value differs from `before` (every field for a create).
@@ -176,6 +248,7 @@ fn changes(before: Option<&Value>, after: &Value) -> Vec<FieldChange> {
                 field: field.clone(),
                 before: old,
                 after: value.clone(),
+                rule: None,
             })
         })
         .collect()

@@ -70,6 +70,14 @@ pub fn summary(report: &RunReport, pipeline_file: &str) -> String {
             "{waiting} records wait for a reference to another stream: the next run retries them"
         );
     }
+    let conflicts: u64 = report.run.streams.iter().map(|s| s.conflicts).sum();
+    let rejected: u64 = report.run.streams.iter().map(|s| s.rejected).sum();
+    if conflicts + rejected > 0 {
+        let _ = writeln!(
+            out,
+            "{conflicts} conflicts settled, {rejected} changes rejected (the other side owns the field): see `runner conflicts {pipeline_file}`"
+        );
+    }
     let _ = writeln!(out, "run {} {}", report.run.id, report.run.status.as_str());
     out
 }

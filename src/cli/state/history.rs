@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
+use super::conflicts::describe;
 use super::{
     human_duration, pipeline_and_store, run_duration_ms, shown_status, stdout, when, write_json,
     Done,
 };
 use crate::cli::OutputFormat;
 use crate::exit::Exit;
-use crate::store::{RunRecord, Store, StreamCounts};
+use crate::store::{Conflict, RunRecord, Store, StreamCounts};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -35,20 +36,29 @@ struct RunView {
     #[serde(flatten)]
     run: RunRecord,
     duration_ms: Option<u64>,
+    /// Two-way conflicts this run settled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conflicts: Vec<Conflict>,
 }
+
+/// Conflicts listed under a run in the text view; `runner conflicts` has them all.
+const CONFLICTS_SHOWN: usize = 5;
 
 pub(super) fn run(args: &HistoryArgs) -> Done {
     let (_, store) = pipeline_and_store(&args.file)?;
-    let runs = match &store {
-        Some(store) => store.runs(args.limit)?,
-        None => Vec::new(),
+    let (runs, mut conflicts) = match &store {
+        Some(store) => (store.runs(args.limit)?, store.conflicts(None, usize::MAX)?),
+        None => (Vec::new(), Vec::new()),
     };
     let runs: Vec<RunView> = runs
         .into_iter()
         .map(|mut run| {
             run.status = shown_status(&run);
+            let (of_run, rest) = conflicts.drain(..).partition(|c| c.run == run.id);
+            conflicts = rest;
             RunView {
                 duration_ms: run_duration_ms(&run),
+                conflicts: of_run,
                 run,
             }
         })
@@ -64,7 +74,15 @@ pub(super) fn run(args: &HistoryArgs) -> Done {
 }
 
 fn write_text(out: &mut impl Write, runs: &[RunView]) -> io::Result<()> {
-    for (i, RunView { run, duration_ms }) in runs.iter().enumerate() {
+    for (
+        i,
+        RunView {
+            run,
+            duration_ms,
+            conflicts,
+        },
+    ) in runs.iter().enumerate()
+    {
         if i > 0 {
             writeln!(out)?;
         }
@@ -84,6 +102,23 @@ fn write_text(out: &mut impl Write, runs: &[RunView]) -> io::Result<()> {
             if let Some(error) = &counts.error {
                 writeln!(out, "    {}: stopped early: {error}", counts.stream)?;
             }
+        }
+        for conflict in conflicts.iter().take(CONFLICTS_SHOWN) {
+            writeln!(
+                out,
+                "    {}: a {} ↔ b {}: {}",
+                conflict.stream,
+                conflict.a_id,
+                conflict.b_id,
+                describe(conflict)
+            )?;
+        }
+        if conflicts.len() > CONFLICTS_SHOWN {
+            writeln!(
+                out,
+                "    ... and {} more conflicts: `runner conflicts FILE`",
+                conflicts.len() - CONFLICTS_SHOWN
+            )?;
         }
         for error in &run.errors {
             writeln!(out, "    error: {error}")?;
@@ -106,6 +141,8 @@ fn counts_text(counts: &StreamCounts) -> String {
         ("linked", counts.linked),
         ("deferred", counts.deferred),
         ("recovered", counts.recovered),
+        ("conflicts", counts.conflicts),
+        ("rejected changes", counts.rejected),
     ];
     for (name, n) in rare {
         if n > 0 {

@@ -1,8 +1,10 @@
-//! The state commands: `status`, `history`, `dead-letters`, `mappings`, `state reset`.
+//! The state commands: `status`, `history`, `dead-letters`, `mappings`, `conflicts`,
+//! `state reset`.
 //! They read (and, for `discard` and `reset`, change) a pipeline's state store; one
 //! file per command, and here what they share: opening the store without creating
 //! one, the counts of a stream, time and text formatting, and how a command stops.
 
+mod conflicts;
 mod dead_letters;
 mod history;
 mod mappings;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use conflicts::ConflictsArgs;
 pub use dead_letters::DeadLettersArgs;
 pub use history::HistoryArgs;
 pub use mappings::MappingsArgs;
@@ -22,9 +25,12 @@ pub use reset::StateArgs;
 pub use status::StatusArgs;
 
 use super::load;
+use crate::config::stream::Side;
 use crate::config::{PipelineConfig, StreamConfig};
 use crate::exit::Exit;
-use crate::store::{state_dir, Checkpoint, RunRecord, RunStatus, SledStore, Store, StoreError};
+use crate::store::{
+    side_stream, state_dir, Checkpoint, RunRecord, RunStatus, SledStore, Store, StoreError,
+};
 
 pub fn status(args: &StatusArgs) -> Exit {
     conclude(status::run(args))
@@ -36,6 +42,10 @@ pub fn history(args: &HistoryArgs) -> Exit {
 
 pub fn dead_letters(args: &DeadLettersArgs) -> Exit {
     conclude(dead_letters::run(args))
+}
+
+pub fn conflicts(args: &ConflictsArgs) -> Exit {
+    conclude(conflicts::run(args))
 }
 
 pub fn mappings(args: &MappingsArgs) -> Exit {
@@ -126,7 +136,8 @@ fn pipeline_and_store(file: &Path) -> Result<(PipelineConfig, Option<Arc<SledSto
 /// What the store holds for one stream.
 #[derive(Debug, Default, Serialize)]
 struct StreamState {
-    /// `None`: the stream was never synced.
+    /// `None`: the stream was never synced. A two-way stream has one per side:
+    /// "a <watermark>, b <watermark>".
     watermark: Option<String>,
     mapped: u64,
     /// Outbox items of a run that stopped before it knew their outcome.
@@ -136,6 +147,8 @@ struct StreamState {
     deferred: u64,
     /// Where an interrupted listing resumes.
     checkpoint: Option<Checkpoint>,
+    /// Two-way: fields settled by their rule so far (conflicts and rejected changes).
+    conflicts: u64,
 }
 
 impl StreamState {
@@ -143,8 +156,23 @@ impl StreamState {
         let Some(store) = store else {
             return Ok(StreamState::default());
         };
+        let side = |side: Side| -> Result<Option<String>, StoreError> {
+            Ok(store
+                .watermark(&side_stream(stream, side))?
+                .map(|w| w.value))
+        };
+        let watermark = match (store.watermark(stream)?, side(Side::A)?, side(Side::B)?) {
+            (Some(w), _, _) => Some(w.value),
+            (None, None, None) => None,
+            (None, a, b) => Some(format!(
+                "a {}, b {}",
+                a.as_deref().unwrap_or("—"),
+                b.as_deref().unwrap_or("—")
+            )),
+        };
         Ok(StreamState {
-            watermark: store.watermark(stream)?.map(|w| w.value),
+            watermark,
+            conflicts: store.conflicts(Some(stream), usize::MAX)?.len() as u64,
             mapped: store.mapped_count(stream)?,
             pending: store.pending_count(stream)?,
             dead_letters: store.dead_letters(Some(stream))?.len() as u64,

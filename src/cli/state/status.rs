@@ -114,6 +114,12 @@ fn hints(file: &Path, rows: &[StreamRow], last_run: Option<&RunRecord>) -> Vec<S
                 count(state.deferred, "record", "records")
             ));
         }
+        if state.conflicts > 0 {
+            hints.push(format!(
+                "{stream}: {} settled by their rule so far: `runner conflicts {file}`",
+                count(state.conflicts, "conflict", "conflicts")
+            ));
+        }
         if let Some(checkpoint) = &state.checkpoint {
             hints.push(format!(
                 "{stream}: a listing stopped after {} ({}): the next run resumes there",

@@ -14,6 +14,8 @@ mod read;
 mod records;
 mod write;
 
+pub(in crate::sync) use write::{finish, write, Sent};
+
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -250,15 +252,19 @@ impl<'a> StreamRun<'a> {
 }
 
 /// Counts a completion in the stream's totals.
-fn count(counts: &mut StreamCounts, done: &Completion, op: Option<Operation>) {
+pub(in crate::sync) fn count(counts: &mut StreamCounts, done: &Completion, op: Option<Operation>) {
     match (&done.outcome, op) {
         (Outcome::DeadLettered(_), _) => counts.dead_lettered += 1,
         (Outcome::Unmapped, _) | (_, Some(Operation::Delete | Operation::SoftDelete)) => {
             counts.deleted += 1
         }
-        (Outcome::Synced { .. }, Some(Operation::Create)) => counts.created += 1,
-        (Outcome::Synced { .. }, Some(Operation::Update)) => counts.updated += 1,
-        (Outcome::Synced { .. }, None) => {}
+        (Outcome::Synced { .. } | Outcome::Paired { .. }, Some(Operation::Create)) => {
+            counts.created += 1
+        }
+        (Outcome::Synced { .. } | Outcome::Paired { .. }, Some(Operation::Update)) => {
+            counts.updated += 1
+        }
+        (Outcome::Synced { .. } | Outcome::Paired { .. }, None) => {}
     }
 }
 

@@ -304,6 +304,7 @@ impl StreamRun<'_> {
             hash: mapped.hash,
             record,
             created_at: now_text(),
+            two_way: None,
         })
     }
 }

@@ -121,7 +121,7 @@ impl StreamRun<'_> {
 }
 
 /// Waits for a group commit to end.
-async fn finish(
+pub(in crate::sync) async fn finish(
     commit: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
 ) -> Result<(), SyncError> {
     match commit {
@@ -134,17 +134,17 @@ async fn finish(
 }
 
 /// What became of one intent: its completion — `None` when it stays in the outbox.
-struct Sent {
-    done: Option<Completion>,
-    op: Operation,
-    source_id: String,
+pub(in crate::sync) struct Sent {
+    pub done: Option<Completion>,
+    pub op: Operation,
+    pub source_id: String,
 }
 
 /// Sends one intent and turns the answer into its completion. Errors stop the stream
 /// (the intent stays in the outbox): reconnect, retries exhausted, store failures.
 /// `recovering_since` is the start of this run when the intent was left by an
 /// earlier one: whatever that run sent, it sent before this moment.
-async fn write(
+pub(in crate::sync) async fn write(
     target: &HttpTarget,
     stream: &str,
     intent: Intent,
