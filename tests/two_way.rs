@@ -721,3 +721,53 @@ fn the_example_pipeline_syncs_both_ways_against_the_sandbox() {
     apply(&world);
     assert_eq!(writes(&world.sandbox), before);
 }
+
+#[test]
+fn a_refused_write_is_dead_lettered_the_rest_syncs_and_a_fix_clears_it() {
+    let world = world();
+    let (contact, customer) = one_synced_pair(&world);
+    // Billing requires an email: this contact cannot be created there.
+    let nameless = world.sandbox.crm().insert(json!({"notes": "no email yet"}));
+    world
+        .sandbox
+        .crm()
+        .update(&contact, json!({"notes": "goes through"}));
+    let out = world.apply();
+    assert_eq!(code(&out), 4, "dead letters exit 4:\n{}", stdout(&out));
+    let listed = stdout(&world.run_on_file("dead-letters", &["list"]));
+    assert!(
+        listed.contains(&format!("customers/a:{nameless}")),
+        "{listed}"
+    );
+    assert!(listed.contains("refused the create with 422"), "{listed}");
+    // The rest of the run went on.
+    assert_eq!(
+        world.sandbox.billing().get(&customer).unwrap_or_default()["note"],
+        "goes through"
+    );
+    assert_eq!(world.sandbox.billing().len(), 1);
+
+    // Sent again as it was, it is refused again: still one letter, two attempts.
+    let out = world.run_on_file("dead-letters", &["retry"]);
+    assert_eq!(code(&out), 4, "{}\n{}", stdout(&out), stderr(&out));
+    let letters: Value = serde_json::from_str(&stdout(
+        &world.run_on_file("dead-letters", &["list", "--format", "json"]),
+    ))
+    .expect("dead letters as JSON");
+    assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters}");
+    assert_eq!(letters[0]["attempts"], 2);
+    assert_eq!(letters[0]["record"]["a"]["notes"], "no email yet");
+
+    // Fixed at the source, the next run creates it and the letter is gone.
+    world
+        .sandbox
+        .crm()
+        .update(&nameless, json!({"email": "grace@example.com"}));
+    apply(&world);
+    assert_eq!(
+        by_email(world.sandbox.billing().records(), "grace@example.com")["note"],
+        "no email yet"
+    );
+    let listed = stdout(&world.run_on_file("dead-letters", &["list"]));
+    assert!(!listed.contains(&nameless), "{listed}");
+}
