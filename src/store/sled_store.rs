@@ -690,14 +690,20 @@ impl Store for SledStore {
             Some(stream) => self.state.scan_prefix(prefix(Kind::Conflict, stream)),
             None => self.state.scan_prefix([Kind::Conflict as u8]),
         };
-        let mut conflicts: Vec<Conflict> = entries
-            .values()
-            .map(|v| decode("conflict", &v?))
+        // Keys sort by stream, then by the sequence number the conflict was recorded
+        // with; across streams, newest first means by run, time, then that number.
+        let mut numbered: Vec<(String, Conflict)> = entries
+            .map(|entry| {
+                let (k, v) = entry?;
+                Ok((id_of(&k), decode("conflict", &v)?))
+            })
             .collect::<StoreResult<_>>()?;
-        // Keys sort by stream, then sequence; newest first across streams by time.
-        conflicts.sort_by(|a, b| b.at.cmp(&a.at).then(b.run.cmp(&a.run)));
-        conflicts.truncate(limit);
-        Ok(conflicts)
+        numbered.sort_by(|(n1, c1), (n2, c2)| (c2.run, &c2.at, n2).cmp(&(c1.run, &c1.at, n1)));
+        Ok(numbered
+            .into_iter()
+            .take(limit)
+            .map(|(_, conflict)| conflict)
+            .collect())
     }
 
     fn load_token(&self, system: &str) -> StoreResult<Option<String>> {
@@ -813,6 +819,149 @@ mod tests {
         );
         assert_eq!(store.base("contacts", "c1").unwrap(), Some(base()));
         assert_eq!(store.mapped_count("contacts").unwrap(), 1);
+    }
+
+    fn conflict(stream: &str, field: &str, run: u64) -> Conflict {
+        Conflict {
+            stream: stream.into(),
+            a_id: "a1".into(),
+            b_id: "b1".into(),
+            field: field.into(),
+            a: json!("from a"),
+            b: json!("from b"),
+            base_a: json!("before"),
+            base_b: json!("before"),
+            winner: Side::A,
+            rule: "last_write_wins (a newer)".into(),
+            rejected: false,
+            run,
+            at: "2026-12-04T10:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn conflicts_are_recorded_with_their_writes_and_listed_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .record_decisions(
+                &[intent("c1", "k1")],
+                &[
+                    conflict("contacts", "email", 1),
+                    conflict("contacts", "plan", 1),
+                ],
+            )
+            .unwrap();
+        store
+            .record_decisions(&[], &[conflict("deals", "stage", 2)])
+            .unwrap();
+        assert_eq!(store.pending_count("contacts").unwrap(), 1);
+
+        let fields =
+            |list: Vec<Conflict>| -> Vec<String> { list.into_iter().map(|c| c.field).collect() };
+        // Same run and time: the one recorded later comes first.
+        assert_eq!(
+            fields(store.conflicts(None, 10).unwrap()),
+            ["stage", "plan", "email"]
+        );
+        assert_eq!(
+            fields(store.conflicts(Some("contacts"), 10).unwrap()),
+            ["plan", "email"]
+        );
+        assert_eq!(fields(store.conflicts(None, 1).unwrap()), ["stage"]);
+        assert!(store.conflicts(Some("orders"), 10).unwrap().is_empty());
+    }
+
+    fn paired(a: Option<Value>, b: Option<Value>) -> Completion {
+        Completion::new(
+            "contacts",
+            "a1",
+            None,
+            Outcome::Paired {
+                b_id: "b1".into(),
+                a,
+                b,
+                deleted: false,
+            },
+        )
+    }
+
+    #[test]
+    fn a_pair_keeps_one_base_per_side_even_when_both_complete_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // A write to b and the read of a settle the same pair in one transaction.
+        store
+            .complete(&[
+                paired(None, Some(json!({"email": "x@b"}))),
+                paired(Some(json!({"email": "x@a"})), None),
+            ])
+            .unwrap();
+        let base = store.base("contacts", "a1").unwrap().unwrap();
+        assert_eq!(
+            base.fields,
+            json!({"a": {"email": "x@a"}, "b": {"email": "x@b"}})
+        );
+        assert_eq!(
+            store.source_id("contacts", "b1").unwrap().as_deref(),
+            Some("a1")
+        );
+
+        // A later write to one side leaves the other side's base alone.
+        store
+            .complete(&[paired(None, Some(json!({"email": "y@b"})))])
+            .unwrap();
+        let base = store.base("contacts", "a1").unwrap().unwrap();
+        assert_eq!(
+            base.fields,
+            json!({"a": {"email": "x@a"}, "b": {"email": "y@b"}})
+        );
+        assert_eq!(base.hash, crate::sync::mapper::hash(&base.fields));
+    }
+
+    #[test]
+    fn resetting_a_stream_clears_both_sides_watermarks_and_its_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mark = Watermark {
+            value: "2026-12-04T10:00:00Z".into(),
+        };
+        for side in [Side::A, Side::B] {
+            store
+                .set_watermark(&side_stream("contacts", side), &mark)
+                .unwrap();
+            store
+                .set_watermark(&side_stream("deals", side), &mark)
+                .unwrap();
+        }
+        store
+            .record_decisions(
+                &[],
+                &[
+                    conflict("contacts", "email", 1),
+                    conflict("deals", "stage", 1),
+                ],
+            )
+            .unwrap();
+        store
+            .complete(&[paired(Some(json!({})), Some(json!({})))])
+            .unwrap();
+
+        store.reset_stream("contacts").unwrap();
+        for side in [Side::A, Side::B] {
+            assert_eq!(
+                store.watermark(&side_stream("contacts", side)).unwrap(),
+                None
+            );
+            assert_eq!(
+                store.watermark(&side_stream("deals", side)).unwrap(),
+                Some(mark.clone())
+            );
+        }
+        assert!(store.conflicts(Some("contacts"), 10).unwrap().is_empty());
+        assert_eq!(store.conflicts(Some("deals"), 10).unwrap().len(), 1);
+        assert_eq!(store.base("contacts", "a1").unwrap(), None);
+        assert_eq!(store.source_id("contacts", "b1").unwrap(), None);
     }
 
     #[test]
