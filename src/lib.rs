@@ -30,3 +30,4 @@ pub mod store;
 pub mod sync;
 pub mod template;
 pub mod vars;
+pub mod words;

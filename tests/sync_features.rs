@@ -190,7 +190,7 @@ fn a_record_referring_to_an_unmapped_record_waits_and_is_never_written_with_a_da
     let output = world.apply();
     assert_eq!(code(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
     assert!(
-        stdout(&output).contains("wait for a reference"),
+        stdout(&output).contains("1 record waits for a reference"),
         "{}",
         stdout(&output)
     );

@@ -167,12 +167,32 @@ fn a_first_sync_links_matches_and_creates_what_each_side_lacks() {
         .sandbox
         .billing()
         .insert(json!({"email": "billing-only@example.com", "plan": "team", "note": "hello"}));
+    // A note only billing has survives the link, though the CRM's record is newer: a
+    // value missing on first contact was never cleared, so it does not win.
+    world
+        .sandbox
+        .billing()
+        .insert(json!({"email": "late@example.com", "note": "keep me"}));
+    world.sandbox.crm().set_clock_offset(5_000);
+    world
+        .sandbox
+        .crm()
+        .insert(json!({"email": "late@example.com"}));
+    world.sandbox.crm().set_clock_offset(0);
     apply(&world);
 
     let crm = world.sandbox.crm().records();
     let billing = world.sandbox.billing().records();
-    assert_eq!(crm.len(), 3, "{crm:?}");
-    assert_eq!(billing.len(), 3, "{billing:?}");
+    assert_eq!(crm.len(), 4, "{crm:?}");
+    assert_eq!(billing.len(), 4, "{billing:?}");
+    assert_eq!(
+        by_email(crm.clone(), "late@example.com")["notes"],
+        "keep me"
+    );
+    assert_eq!(
+        by_email(billing.clone(), "late@example.com")["note"],
+        "keep me"
+    );
     // Matched on email: each side filled the field the other lacked.
     let both_a = by_email(crm.clone(), "both@example.com");
     let both_b = by_email(billing.clone(), "both@example.com");
@@ -193,7 +213,7 @@ fn a_first_sync_links_matches_and_creates_what_each_side_lacks() {
     let out = world.run(&["mappings"]);
     assert_eq!(
         stdout(&out).lines().filter(|l| l.contains(" → ")).count(),
-        3,
+        4,
         "{}",
         stdout(&out)
     );
@@ -218,7 +238,7 @@ fn the_owners_edit_wins_and_an_edit_on_the_other_side_is_reverted() {
         .billing()
         .update(&customer, json!({"plan": "pro"}));
     let summary = apply(&world);
-    assert!(summary.contains("1 changes rejected"), "{summary}");
+    assert!(summary.contains("1 change rejected"), "{summary}");
     let b = world.sandbox.billing().get(&customer).unwrap_or_default();
     let a = world.sandbox.crm().get(&contact).unwrap_or_default();
     assert_eq!(

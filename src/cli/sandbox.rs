@@ -142,6 +142,15 @@ fn print_banner(sandbox: &Sandbox, args: &SandboxArgs) {
         sandbox.url(),
         sandbox.url()
     );
+    // The names the example pipelines in `pipelines/` use.
+    println!("to run the example pipelines against it:");
+    println!(
+        "  export CRM_URL={} BILLING_URL={}",
+        crm.base_url(),
+        billing.base_url()
+    );
+    println!("  export CRM_CLIENT_ID={CRM_CLIENT_ID} CRM_CLIENT_SECRET={CRM_CLIENT_SECRET}");
+    println!("  export CRM_REFRESH_TOKEN={CRM_REFRESH_TOKEN} BILLING_API_KEY={BILLING_API_KEY}");
     println!("listening on {}  (Ctrl-C to stop)", sandbox.url());
 }
 

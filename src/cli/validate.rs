@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::{OutputFormat, ValidateArgs};
 use crate::config::{check_file, Checked, Diagnostic, StreamConfig};
 use crate::exit::Exit;
+use crate::words::count;
 
 /// One file's result in `--format json`.
 #[derive(Serialize)]
@@ -73,8 +74,8 @@ fn summary(checked: &Checked) -> String {
                 "{}: valid — pipeline `{}`, {}, {}{}{warnings}",
                 checked.file,
                 pipeline.name,
-                plural(pipeline.systems.len(), "system"),
-                plural(streams, "stream"),
+                count(pipeline.systems.len() as u64, "system", "systems"),
+                count(streams as u64, "stream", "streams"),
                 if two_way > 0 {
                     format!(" ({two_way} two-way)")
                 } else {
@@ -85,15 +86,7 @@ fn summary(checked: &Checked) -> String {
         None => format!(
             "{}: invalid — {}{warnings}",
             checked.file,
-            plural(checked.errors(), "error")
+            count(checked.errors() as u64, "error", "errors")
         ),
-    }
-}
-
-fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }

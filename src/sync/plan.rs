@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::decide::Decision;
 use crate::store::{Base, Conflict, Intent, Operation, Outcome};
+use crate::words::count;
 
 /// A field a write changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -206,7 +207,10 @@ impl StreamPlan {
             if self.conflicts.is_empty() {
                 String::new()
             } else {
-                format!(", {} conflicts settled", self.conflicts.len())
+                format!(
+                    ", {} settled",
+                    count(self.conflicts.len() as u64, "conflict", "conflicts")
+                )
             }
         ));
         if let Some(error) = &self.error {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::RunReport;
 use crate::store::StreamCounts;
+use crate::words::count;
 
 const COLUMNS: [&str; 10] = [
     "stream",
@@ -67,7 +68,8 @@ pub fn summary(report: &RunReport, pipeline_file: &str) -> String {
     if waiting > 0 {
         let _ = writeln!(
             out,
-            "{waiting} records wait for a reference to another stream: the next run retries them"
+            "{} for a reference to another stream: the next run retries them",
+            count(waiting, "record waits", "records wait")
         );
     }
     let conflicts: u64 = report.run.streams.iter().map(|s| s.conflicts).sum();
@@ -75,7 +77,9 @@ pub fn summary(report: &RunReport, pipeline_file: &str) -> String {
     if conflicts + rejected > 0 {
         let _ = writeln!(
             out,
-            "{conflicts} conflicts settled, {rejected} changes rejected (the other side owns the field): see `runner conflicts {pipeline_file}`"
+            "{} settled, {} rejected (the other side owns the field): see `runner conflicts {pipeline_file}`",
+            count(conflicts, "conflict", "conflicts"),
+            count(rejected, "change", "changes")
         );
     }
     let _ = writeln!(out, "run {} {}", report.run.id, report.run.status.as_str());

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{count, pipeline_and_store, stdout, when, write_json, Done};
+use super::{pipeline_and_store, stdout, when, write_json, Done};
 use crate::cli::{load, OutputFormat};
 use crate::exit::Exit;
 use crate::store::{DeadLetter, Exchange, Store};
+use crate::words::count;
 
 /// How much of a request or response body `list` shows; `--format json` has it all.
 const EXCERPT_CHARS: usize = 300;

@@ -258,11 +258,6 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
-/// `1 dead letter`, `2 dead letters`.
-fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,11 +277,5 @@ mod tests {
         assert_eq!(human_duration(4_300), "4.3s");
         assert_eq!(human_duration(187_000), "3m 07s");
         assert_eq!(human_duration(7_500_000), "2h 05m");
-    }
-
-    #[test]
-    fn counts_agree_in_number() {
-        assert_eq!(count(1, "dead letter", "dead letters"), "1 dead letter");
-        assert_eq!(count(0, "dead letter", "dead letters"), "0 dead letters");
     }
 }

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::{count, pipeline_and_store, stdout, Done, StreamState};
+use super::{pipeline_and_store, stdout, Done, StreamState};
 use crate::cli::load;
 use crate::config::StreamConfig;
 use crate::exit::Exit;
 use crate::store::Store;
+use crate::words::count;
 
 #[derive(Debug, Args)]
 pub struct StateArgs {

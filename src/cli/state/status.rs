@@ -8,12 +8,12 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{
-    count, pipeline_and_store, shown_status, stdout, when, write_json, Done, StreamKind,
-    StreamState,
+    pipeline_and_store, shown_status, stdout, when, write_json, Done, StreamKind, StreamState,
 };
 use crate::cli::OutputFormat;
 use crate::exit::Exit;
 use crate::store::{state_dir, RunRecord, RunStatus, Store, StoreError};
+use crate::words::count;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

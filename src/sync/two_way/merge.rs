@@ -140,7 +140,12 @@ pub fn merge(
                     &mut final_b,
                 ),
                 (true, true) => {
-                    let (winner, rule_text) = settle(rule, a, b, clock_skew);
+                    let (winner, rule_text) = if first_contact {
+                        first_values(rule, &now_a, &now_b)
+                    } else {
+                        None
+                    }
+                    .unwrap_or_else(|| settle(rule, a, b, clock_skew));
                     let value = if winner == Side::A {
                         now_a.clone()
                     } else {
@@ -240,6 +245,20 @@ fn decide_one(
             rule_text,
         );
         set(changed.other(), new.clone(), final_a, final_b);
+    }
+}
+
+/// On first contact a side without a value has not cleared it: it never had one. So for
+/// a field without an owner the value fills the gap, whichever record is newer. (An
+/// owned field takes the owner's value, even none: the owner is the truth.)
+fn first_values(rule: &FieldRule, a: &Value, b: &Value) -> Option<(Side, String)> {
+    if rule.owner.is_some() {
+        return None;
+    }
+    match (a.is_null(), b.is_null()) {
+        (false, true) => Some((Side::A, "first sync: only a has a value".into())),
+        (true, false) => Some((Side::B, "first sync: only b has a value".into())),
+        _ => None,
     }
 }
 
@@ -461,21 +480,34 @@ mod tests {
 
     #[test]
     fn first_contact_fills_the_side_that_lacks_a_value() {
-        let a = values(json!({"email": "a@x", "plan": null, "notes": "n"}), T0);
-        let b = values(json!({"email": "a@x", "plan": "pro", "notes": null}), T0);
+        let fields =
+            |writes: &[Write]| -> Vec<String> { writes.iter().map(|w| w.field.clone()).collect() };
         let empty = Map::new();
+        // Whichever record is newer: a missing value never erases one.
+        for (at_a, at_b) in [(T0, T5), (T5, T0)] {
+            let a = values(json!({"email": "a@x", "plan": null, "notes": "n"}), at_a);
+            let b = values(json!({"email": "a@x", "plan": "pro", "notes": null}), at_b);
+            let merged = merge(&rules(), Some(&a), Some(&b), &empty, &empty, SKEW);
+            assert_eq!(fields(&merged.to_a), ["plan"]);
+            assert_eq!(fields(&merged.to_b), ["notes"]);
+            assert_eq!(merged.to_b[0].value, json!("n"));
+            assert!(
+                merged.clashes.is_empty(),
+                "filling an empty field is not a conflict"
+            );
+
+            let a = values(json!({"email": "a@x", "plan": "pro", "notes": null}), at_a);
+            let b = values(json!({"email": "a@x", "plan": "pro", "notes": "m"}), at_b);
+            let merged = merge(&rules(), Some(&a), Some(&b), &empty, &empty, SKEW);
+            assert!(merged.to_b.is_empty(), "{merged:?}");
+            assert_eq!(merged.to_a[0].value, json!("m"));
+            assert_eq!(merged.to_a[0].rule, "first sync: only b has a value");
+        }
+        // An owned field takes the owner's value, even when the owner has none.
+        let a = values(json!({"email": null, "plan": null, "notes": null}), T0);
+        let b = values(json!({"email": "b@x", "plan": null, "notes": null}), T5);
         let merged = merge(&rules(), Some(&a), Some(&b), &empty, &empty, SKEW);
-        assert_eq!(
-            merged.to_a.iter().map(|w| &w.field[..]).collect::<Vec<_>>(),
-            vec!["plan"]
-        );
-        assert_eq!(
-            merged.to_b.iter().map(|w| &w.field[..]).collect::<Vec<_>>(),
-            vec!["notes"]
-        );
-        assert!(
-            merged.clashes.is_empty(),
-            "filling an empty field is not a conflict"
-        );
+        assert_eq!(fields(&merged.to_b), ["email"]);
+        assert_eq!(merged.to_b[0].value, Value::Null);
     }
 }
