@@ -45,11 +45,16 @@ pub fn summary(report: &RunReport, pipeline_file: &str) -> String {
         line(row, &mut out);
     }
     for (system, requests, retries, rate_limited, tokens) in &report.traffic {
-        let _ =
-            writeln!(
+        let tokens = if *tokens > 0 {
+            format!(", {}", count(*tokens, "token request", "token requests"))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
             out,
-            "{system}: {requests} requests, {retries} retries, {rate_limited} rate-limited (429){}",
-            if *tokens > 0 { format!(", {tokens} token requests") } else { String::new() }
+            "{system}: {}, {}, {rate_limited} rate-limited (429){tokens}",
+            count(*requests, "request", "requests"),
+            count(*retries, "retry", "retries"),
         );
     }
     for stream in &report.run.streams {
