@@ -791,3 +791,101 @@ fn a_refused_write_is_dead_lettered_the_rest_syncs_and_a_fix_clears_it() {
     let listed = stdout(&world.run_on_file("dead-letters", &["list"]));
     assert!(!listed.contains(&nameless), "{listed}");
 }
+
+#[test]
+fn each_side_reads_only_what_changed_since_its_own_watermark() {
+    // Without the overlap a re-read would hide whether the filter is sent at all.
+    let pipeline = PIPELINE.replace(
+        "        updated_at: \"$.updated_at\"\n",
+        "        updated_at: \"$.updated_at\"\n        incremental: { overlap: 0s }\n",
+    );
+    assert_eq!(pipeline.matches("overlap: 0s").count(), 2);
+    let world = World::new(SandboxConfig::default(), &pipeline);
+    world.sandbox.crm().seed(30);
+    world.sandbox.billing().seed(5);
+    apply(&world);
+    let contacts = world.sandbox.crm().records();
+    let pairs = contacts.len();
+    assert!(pairs >= 30, "{pairs}");
+    assert_eq!(world.sandbox.billing().len(), pairs);
+    // The runner's own writes come back once (recognised, not written back); a
+    // watermark never moves past what its listing returned, or an edit made while the
+    // runner wrote could be skipped.
+    let before = writes(&world.sandbox);
+    apply(&world);
+    assert_eq!(writes(&world.sandbox), before);
+
+    // Each side's watermark is its own newest updated_at.
+    let newest = |records: Vec<Value>| -> String {
+        records
+            .iter()
+            .filter_map(|r| r["updated_at"].as_str())
+            .max()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (newest_a, newest_b) = (
+        newest(world.sandbox.crm().records()),
+        newest(world.sandbox.billing().records()),
+    );
+    let status: Value = serde_json::from_str(&stdout(&world.run(&["status", "--format", "json"])))
+        .expect("status as JSON");
+    assert_eq!(
+        status["streams"][0]["watermark"],
+        format!("a {newest_a}, b {newest_b}"),
+    );
+
+    let (contact, customer) = (
+        id(&contacts[0]),
+        id(&world.sandbox.billing().records()[pairs - 1]),
+    );
+    world
+        .sandbox
+        .crm()
+        .update(&contact, json!({"phone": "+1-555-0001"}));
+    world
+        .sandbox
+        .billing()
+        .update(&customer, json!({"note": "changed in billing"}));
+    world.sandbox.clear_journal();
+    apply(&world);
+
+    // Both listings asked for changes since their side's watermark only.
+    let listings: Vec<(String, String)> = world
+        .sandbox
+        .journal()
+        .into_iter()
+        .filter(|e| e.method == "GET")
+        .map(|e| (e.app, e.query.unwrap_or_default()))
+        .collect();
+    for (app, newest) in [("crm", &newest_a), ("billing", &newest_b)] {
+        let query = listings
+            .iter()
+            .find(|(a, _)| a == app)
+            .map(|(_, q)| q.clone())
+            .unwrap_or_default();
+        let sent = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("updated_since="))
+            .map(|v| v.replace("%3A", ":"))
+            .unwrap_or_default();
+        assert_eq!(&sent, newest, "{app} listing: {query}");
+    }
+    let history: Value = serde_json::from_str(&stdout(
+        &world.run(&["history", "--limit", "1", "--format", "json"]),
+    ))
+    .expect("history as JSON");
+    let read = history[0]["streams"][0]["read"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    // The two edits, and at most the record at each watermark again (inclusive filters).
+    assert!(read <= 4, "read {read} of {} records", 2 * pairs);
+    assert_eq!(history[0]["streams"][0]["updated"], 2, "{history}");
+    assert_eq!(
+        by_email(
+            world.sandbox.billing().records(),
+            contacts[0]["email"].as_str().unwrap_or_default()
+        )["phone"],
+        "+1-555-0001"
+    );
+}
