@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use runner::sandbox::{Sandbox, SandboxConfig};
+use runner::sandbox::{FaultKind, Sandbox, SandboxConfig, Scripted};
 use serde_json::{json, Value};
 
 use crate::apply::World;
@@ -888,4 +888,69 @@ fn each_side_reads_only_what_changed_since_its_own_watermark() {
         )["phone"],
         "+1-555-0001"
     );
+}
+
+#[test]
+fn a_create_lost_in_flight_is_found_by_match_on_not_sent_twice() {
+    // Billing without idempotency keys: an in-doubt create cannot simply be resent.
+    let pipeline = PIPELINE.replacen(
+        "        soft_delete: { archived: true }\n        idempotency_header: Idempotency-Key\n      b:",
+        "        soft_delete: { archived: true }\n        idempotency_header: Idempotency-Key\n      b:\n        # no idempotency keys",
+        1,
+    );
+    let pipeline = pipeline.replacen(
+        "        soft_delete: { archived: true }\n        idempotency_header: Idempotency-Key\n    match_on",
+        "        soft_delete: { archived: true }\n    match_on",
+        1,
+    );
+    assert_eq!(pipeline.matches("idempotency_header").count(), 1);
+    let world = World::new(SandboxConfig::default(), &pipeline);
+    one_synced_pair(&world);
+    let contact = world
+        .sandbox
+        .crm()
+        .insert(json!({"email": "lost@example.com", "notes": "in flight"}));
+
+    // `plan` makes the reads `apply` makes before its first write: the create to
+    // billing is the request after those. Billing applies it, then drops the connection.
+    let before = world.sandbox.billing().stats().requests;
+    assert_eq!(code(&world.run(&["plan"])), 0);
+    let reads = world.sandbox.billing().stats().requests - before;
+    let mut script = vec![Scripted::Pass; reads as usize];
+    script.push(Scripted::FaultAfterWrite(FaultKind::Reset));
+    world.sandbox.billing().script(script);
+    let out = world.apply();
+    assert!(
+        [0, 4].contains(&code(&out)),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let cut: Vec<_> = world
+        .sandbox
+        .journal()
+        .into_iter()
+        .filter(|e| e.app == "billing" && e.fault.is_some())
+        .map(|e| (e.method, e.path))
+        .collect();
+    assert_eq!(
+        cut,
+        [("POST".to_string(), "/billing/customers".to_string())]
+    );
+    let posts = |sandbox: &Sandbox| sandbox.billing().stats().creates;
+    let created = posts(&world.sandbox);
+
+    // Whether this run or the next resolved it: one customer, linked, never re-sent.
+    apply(&world);
+    apply(&world);
+    assert_eq!(posts(&world.sandbox), created, "a create was sent twice");
+    let customer = by_email(world.sandbox.billing().records(), "lost@example.com");
+    assert_eq!(customer["note"], "in flight");
+    let mappings = stdout(&world.run(&["mappings"]));
+    assert!(
+        mappings.contains(&format!("{contact} → {}", id(&customer))),
+        "{mappings}"
+    );
+    let letters = stdout(&world.run_on_file("dead-letters", &["list"]));
+    assert!(!letters.contains("lost"), "{letters}");
 }
