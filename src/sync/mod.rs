@@ -15,6 +15,7 @@
 
 pub mod decide;
 pub mod engine;
+mod group_commit;
 pub mod jsonl;
 pub mod mapper;
 pub mod one_way;

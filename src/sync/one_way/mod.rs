@@ -14,7 +14,7 @@ mod read;
 mod records;
 mod write;
 
-pub(in crate::sync) use write::{finish, write, Sent};
+pub(in crate::sync) use write::{write, Sent};
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -35,14 +35,12 @@ use super::{RunOptions, StreamProgress, SyncError};
 use crate::config::stream::{DeleteMode, FilterSemantics, OneWayStreamConfig};
 use crate::jsonpath::CompiledPath;
 use crate::store::{
-    now_text, Base, Checkpoint, Completion, Intent, Operation, Outcome, Store, StoreError,
-    StreamCounts, Watermark,
+    now_text, Base, Checkpoint, Completion, Intent, Operation, Outcome, Store, StreamCounts,
+    Watermark,
 };
 use crate::template::to_value;
 use crate::vars::Vars;
 
-/// Completions committed together (one transaction, one flush).
-const COMMIT_EVERY: usize = 128;
 /// Rounds of "look up, then create" for an in-doubt create before giving up on it.
 const IN_DOUBT_ROUNDS: u32 = 3;
 

@@ -2,6 +2,7 @@
 //! JSON-lines appends, and the resolution of in-doubt creates.
 
 use super::*;
+use crate::sync::group_commit::GroupCommit;
 
 impl StreamRun<'_> {
     /// Sends intents concurrently (up to the target's `max_in_flight`, under its
@@ -39,13 +40,10 @@ impl StreamRun<'_> {
                 )
             })
             .buffer_unordered(concurrency);
-        let mut batch: Vec<Completion> = Vec::with_capacity(COMMIT_EVERY);
+        let mut commits = GroupCommit::new(Arc::clone(&store));
         let mut stop = None;
         let mut unresolved = 0u64;
         let mut still_pending = Vec::new();
-        // Groups are committed on a blocking thread while the writes go on; one group
-        // at a time, in order.
-        let mut committing: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
         while let Some(result) = results.next().await {
             match result {
                 Ok(Sent {
@@ -64,14 +62,7 @@ impl StreamRun<'_> {
                     done.may_have_dead_letter = refused.contains_key(&done.source_id);
                     count(counts, &done, Some(op));
                     progress.written(1);
-                    batch.push(done);
-                    if batch.len() >= COMMIT_EVERY {
-                        finish(committing.take()).await?;
-                        let group = std::mem::replace(&mut batch, Vec::with_capacity(COMMIT_EVERY));
-                        let store = Arc::clone(&store);
-                        committing =
-                            Some(tokio::task::spawn_blocking(move || store.complete(&group)));
-                    }
+                    commits.push(done).await?;
                 }
                 Err(error) => {
                     // Stop sending; what is in flight is dropped and stays in the
@@ -82,8 +73,7 @@ impl StreamRun<'_> {
             }
         }
         drop(results);
-        finish(committing.take()).await?;
-        store.complete(&batch)?;
+        commits.finish().await?;
         if let Some(error) = stop {
             return Err(error);
         }
@@ -117,19 +107,6 @@ impl StreamRun<'_> {
         }
         self.progress.written(lines.len() as u64);
         Ok(())
-    }
-}
-
-/// Waits for a group commit to end.
-pub(in crate::sync) async fn finish(
-    commit: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
-) -> Result<(), SyncError> {
-    match commit {
-        None => Ok(()),
-        Some(handle) => match handle.await {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(SyncError::Setup(format!("a group commit stopped: {e}"))),
-        },
     }
 }
 

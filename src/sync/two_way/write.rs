@@ -6,10 +6,8 @@ use futures_util::stream;
 
 use super::*;
 use crate::store::{Intent, TwoWayWrite};
-use crate::sync::one_way::{count, finish, write, Sent};
-
-/// Completions committed together (one transaction, one flush).
-const COMMIT_EVERY: usize = 128;
+use crate::sync::group_commit::GroupCommit;
+use crate::sync::one_way::{count, write, Sent};
 
 impl TwoWayRun<'_> {
     /// Sends intents concurrently (each side up to its `max_in_flight`, under its
@@ -43,11 +41,9 @@ impl TwoWayRun<'_> {
                 Ok((sent, pair))
             })
             .buffer_unordered(concurrency.max(1));
-        let mut batch = Vec::with_capacity(COMMIT_EVERY);
+        let mut commits = GroupCommit::new(Arc::clone(&self.store));
         let mut stop = None;
         let mut still_pending = Vec::new();
-        let mut committing: Option<tokio::task::JoinHandle<Result<(), crate::store::StoreError>>> =
-            None;
         while let Some(result) = results.next().await {
             match result {
                 Ok((Sent { done: None, .. }, pair)) => still_pending.push(pair),
@@ -62,14 +58,7 @@ impl TwoWayRun<'_> {
                     let done = completion(done, pair);
                     count(&mut self.counts, &done, Some(op));
                     self.progress.written(1);
-                    batch.push(done);
-                    if batch.len() >= COMMIT_EVERY {
-                        finish(committing.take()).await?;
-                        let group = std::mem::replace(&mut batch, Vec::with_capacity(COMMIT_EVERY));
-                        let store = Arc::clone(&self.store);
-                        committing =
-                            Some(tokio::task::spawn_blocking(move || store.complete(&group)));
-                    }
+                    commits.push(done).await?;
                 }
                 Err(error) => {
                     // Stop sending; what is in flight stays in the outbox for the next
@@ -80,8 +69,7 @@ impl TwoWayRun<'_> {
             }
         }
         drop(results);
-        finish(committing.take()).await?;
-        self.store.complete(&batch)?;
+        commits.finish().await?;
         if let Some(error) = stop {
             return Err(error);
         }
