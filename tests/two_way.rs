@@ -697,6 +697,10 @@ fn killed_at_random_moments_with_edits_on_both_sides_the_sides_end_in_sync() {
             killed += 1;
         }
     }
+    eprintln!(
+        "{killed} kills in {round} rounds, {} writes replayed by idempotency key",
+        replays(&world.sandbox)
+    );
     let mut clean = false;
     for _ in 0..5 {
         if code(&world.apply()) == 0 {
