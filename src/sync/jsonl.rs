@@ -11,12 +11,12 @@
 //! those lengths — lines written by a run that died before recording them are written
 //! again, never twice.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::Hasher;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::line_index::LineIndex;
 use super::mapper::Mapped;
 use super::SyncError;
 use crate::store::Store;
@@ -30,7 +30,7 @@ pub struct JsonlTarget {
     data: Appender,
     index: Appender,
     /// Id hash → fields hash of the record's last line.
-    written: HashMap<u64, u64>,
+    written: LineIndex,
     mark: String,
 }
 
@@ -134,12 +134,12 @@ impl JsonlTarget {
 
     /// Whether the record's last line has these fields.
     pub fn unchanged(&self, source_id: &str, hash: &str) -> bool {
-        self.written.get(&id_hash(source_id)) == Some(&fields_hash(hash))
+        self.written.get(id_hash(source_id)) == Some(fields_hash(hash))
     }
 
     /// Whether the record has a line already.
     pub fn known(&self, source_id: &str) -> bool {
-        self.written.contains_key(&id_hash(source_id))
+        self.written.get(id_hash(source_id)).is_some()
     }
 
     /// Appends one line per record and its index entry, makes both durable, and
@@ -168,22 +168,27 @@ impl JsonlTarget {
     }
 }
 
-/// The first `length` bytes of the index, as id hash → fields hash.
-fn load_index(path: &Path, length: u64) -> Result<HashMap<u64, u64>, SyncError> {
-    let mut bytes = Vec::with_capacity(length as usize);
+/// The first `length` bytes of the index, as id hash → fields hash. Read in pieces:
+/// the entries are the only copy held.
+fn load_index(path: &Path, length: u64) -> Result<LineIndex, SyncError> {
     let file = File::open(path).map_err(|e| io_error(path, e))?;
-    file.take(length)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, e))?;
-    let mut written = HashMap::with_capacity(bytes.len() / ENTRY);
-    for entry in bytes.chunks_exact(ENTRY) {
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file.take(length));
+    let mut entries = Vec::with_capacity(length as usize / ENTRY);
+    let mut entry = [0u8; ENTRY];
+    loop {
+        match reader.read_exact(&mut entry) {
+            Ok(()) => {}
+            // A torn last entry (never committed) is not an entry.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io_error(path, e)),
+        }
         let (id, fields) = entry.split_at(8);
-        // `chunks_exact` gives 16 bytes: two halves of 8.
+        // `split_at(8)` of 16 bytes gives two halves of 8.
         let id = u64::from_be_bytes(<[u8; 8]>::try_from(id).unwrap_or_default());
         let fields = u64::from_be_bytes(<[u8; 8]>::try_from(fields).unwrap_or_default());
-        written.insert(id, fields);
+        entries.push((id, fields));
     }
-    Ok(written)
+    Ok(LineIndex::from_entries(entries.into_iter()))
 }
 
 /// A stable 64-bit hash of a record id (FNV-1a: the index outlives the process, so

@@ -17,6 +17,7 @@ pub mod decide;
 pub mod engine;
 mod group_commit;
 pub mod jsonl;
+mod line_index;
 pub mod mapper;
 pub mod one_way;
 pub mod plan;
