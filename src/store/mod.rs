@@ -331,7 +331,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn set_watermark(&self, stream: &str, watermark: &Watermark) -> StoreResult<()>;
 
     fn checkpoint(&self, stream: &str) -> StoreResult<Option<Checkpoint>>;
-    /// Saves (or with `None` clears) the checkpoint, durably.
+    /// Saves (or with `None` clears) the checkpoint. Durable with the next write that
+    /// is: a checkpoint is saved after everything it covers is durable, so losing it
+    /// to a crash only moves the resume point back (re-read records cost nothing),
+    /// and a flush per page would cost as much as the page's own commit.
     fn set_checkpoint(&self, stream: &str, checkpoint: Option<&Checkpoint>) -> StoreResult<()>;
 
     /// A record's target id and base, if it was synced.

@@ -472,7 +472,8 @@ impl Store for SledStore {
                 .insert(stream.as_bytes(), encode(checkpoint))?,
             None => self.checkpoints.remove(stream.as_bytes())?,
         };
-        self.flush()
+        // No flush of its own: the next one carries it (sled keeps writes in order).
+        Ok(())
     }
 
     fn synced(&self, stream: &str, source_id: &str) -> StoreResult<Option<Synced>> {
