@@ -2,6 +2,7 @@
 //! JSON-lines targets and sources, references between streams, tombstones and soft
 //! deletes, resuming an interrupted listing, structured logs.
 
+use rand::{Rng, SeedableRng};
 use runner::sandbox::{SandboxConfig, Scripted};
 use serde_json::{json, Value};
 
@@ -111,6 +112,82 @@ fn lines_an_interrupted_run_wrote_but_never_committed_are_cut() {
     let written = lines(&file);
     assert_eq!(written.len(), 11, "{written:?}");
     assert!(written.iter().all(|l| l["id"] != "half-written"));
+}
+
+#[test]
+fn an_export_killed_at_random_moments_holds_each_change_exactly_once() {
+    let world = World::new(SandboxConfig::default(), &export_pipeline());
+    // Ten records a page and slow pages: many commits, and kills land between them.
+    world
+        .sandbox
+        .crm()
+        .set_latency(std::time::Duration::from_millis(4));
+    world.sandbox.crm().seed(400);
+    let file = world.dir.path().join("out/contacts.jsonl");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let (mut killed, mut round) = (0, 0);
+    while killed < 20 && round < 80 {
+        round += 1;
+        // Most records change every round, so that most pages append and commit.
+        for (n, contact) in world.sandbox.crm().records().iter().enumerate() {
+            if rng.random_bool(0.8) {
+                let id = contact["id"].as_str().unwrap_or_default();
+                world
+                    .sandbox
+                    .crm()
+                    .update(id, json!({"email": format!("r{round}-{n}@example.com")}));
+            }
+        }
+        // Every third run reads everything again, the others what changed.
+        let args: &[&str] = if round % 3 == 0 {
+            &["apply", "--full"]
+        } else {
+            &["apply"]
+        };
+        let mut child = world
+            .command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("runner starts");
+        std::thread::sleep(std::time::Duration::from_millis(rng.random_range(60..300)));
+        if child.try_wait().expect("child status").is_none() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+            killed += 1;
+        }
+    }
+    assert!(killed >= 15, "only {killed} kills in {round} rounds");
+    eprintln!("{killed} kills in {round} rounds");
+    let finished = (0..5).any(|_| code(&world.apply()) == 0);
+    assert!(finished, "no clean run after the kills");
+
+    // Every line is whole JSON (`lines` insists); per record, the last line is its
+    // current state and no change was appended twice (two equal lines in a row).
+    let mut by_id: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    for line in lines(&file) {
+        let id = line["id"].as_str().unwrap_or_default().to_string();
+        by_id.entry(id).or_default().push(line);
+    }
+    let contacts = world.sandbox.crm().records();
+    assert_eq!(
+        by_id.len(),
+        contacts.len(),
+        "a record is missing or unknown"
+    );
+    for contact in &contacts {
+        let id = contact["id"].as_str().unwrap_or_default();
+        let versions = &by_id[id];
+        assert_eq!(
+            versions.last(),
+            Some(&json!({"id": id, "email": contact["email"]})),
+            "{id}: the file does not end with its current state"
+        );
+        assert!(
+            versions.windows(2).all(|w| w[0] != w[1]),
+            "{id}: a change was appended twice: {versions:?}"
+        );
+    }
 }
 
 #[test]
