@@ -235,13 +235,10 @@ impl Completion {
     }
 }
 
-/// A field both sides changed, or a change rejected because the other side owns the
-/// field: how it was settled.
+/// One field of a two-way pair that both sides changed, or that the side not owning
+/// it changed: how the merge settled it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Conflict {
-    pub stream: String,
-    pub a_id: String,
-    pub b_id: String,
+pub struct Clash {
     pub field: String,
     /// The values each side had, and had at the last sync.
     pub a: Value,
@@ -253,6 +250,16 @@ pub struct Conflict {
     pub rule: String,
     /// A change on the side that does not own the field, put back.
     pub rejected: bool,
+}
+
+/// A clash as the conflict log keeps it: which pair, which run, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub stream: String,
+    pub a_id: String,
+    pub b_id: String,
+    #[serde(flatten)]
+    pub clash: Clash,
     /// The run that settled it.
     pub run: u64,
     pub at: String,

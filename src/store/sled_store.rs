@@ -746,7 +746,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::{Exchange, Operation};
+    use crate::store::{Clash, Exchange, Operation};
 
     /// Opens a store this process just closed. sled releases its file lock from a
     /// background thread shortly after the last handle drops; another process never
@@ -827,14 +827,16 @@ mod tests {
             stream: stream.into(),
             a_id: "a1".into(),
             b_id: "b1".into(),
-            field: field.into(),
-            a: json!("from a"),
-            b: json!("from b"),
-            base_a: json!("before"),
-            base_b: json!("before"),
-            winner: Side::A,
-            rule: "last_write_wins (a newer)".into(),
-            rejected: false,
+            clash: Clash {
+                field: field.into(),
+                a: json!("from a"),
+                b: json!("from b"),
+                base_a: json!("before"),
+                base_b: json!("before"),
+                winner: Side::A,
+                rule: "last_write_wins (a newer)".into(),
+                rejected: false,
+            },
             run,
             at: "2026-12-04T10:00:00Z".into(),
         }
@@ -858,8 +860,9 @@ mod tests {
             .unwrap();
         assert_eq!(store.pending_count("contacts").unwrap(), 1);
 
-        let fields =
-            |list: Vec<Conflict>| -> Vec<String> { list.into_iter().map(|c| c.field).collect() };
+        let fields = |list: Vec<Conflict>| -> Vec<String> {
+            list.into_iter().map(|c| c.clash.field).collect()
+        };
         // Same run and time: the one recorded later comes first.
         assert_eq!(
             fields(store.conflicts(None, 10).unwrap()),

@@ -155,27 +155,27 @@ impl StreamPlan {
             }
         }
         for conflict in &self.conflicts {
-            let what = if conflict.rejected {
+            let what = if conflict.clash.rejected {
                 "rejected change"
             } else {
                 "conflict"
             };
             out.push_str(&format!(
                 "  ! {what} {}: a {} / b {} {}: a={} b={} (was a={} b={}) → {} wins by {}\n",
-                conflict.field,
+                conflict.clash.field,
                 conflict.a_id,
                 conflict.b_id,
-                if conflict.rejected {
+                if conflict.clash.rejected {
                     "(edited on the side that does not own it)"
                 } else {
                     "(changed on both sides)"
                 },
-                conflict.a,
-                conflict.b,
-                conflict.base_a,
-                conflict.base_b,
-                conflict.winner.as_str(),
-                conflict.rule
+                conflict.clash.a,
+                conflict.clash.b,
+                conflict.clash.base_a,
+                conflict.clash.base_b,
+                conflict.clash.winner.as_str(),
+                conflict.clash.rule
             ));
         }
         for (source_id, target_id) in &self.links {

@@ -65,21 +65,30 @@ fn write_text(out: &mut impl Write, conflicts: &[Conflict]) -> io::Result<()> {
 
 /// One conflict in a line: what each side did to the field and who won by which rule.
 pub(super) fn describe(conflict: &Conflict) -> String {
-    let winner = conflict.winner.as_str();
-    let loser = conflict.winner.other().as_str();
-    let (won, lost, lost_was) = match conflict.winner {
-        crate::config::stream::Side::A => (&conflict.a, &conflict.b, &conflict.base_b),
-        crate::config::stream::Side::B => (&conflict.b, &conflict.a, &conflict.base_a),
+    let winner = conflict.clash.winner.as_str();
+    let loser = conflict.clash.winner.other().as_str();
+    let (won, lost, lost_was) = match conflict.clash.winner {
+        crate::config::stream::Side::A => {
+            (&conflict.clash.a, &conflict.clash.b, &conflict.clash.base_b)
+        }
+        crate::config::stream::Side::B => {
+            (&conflict.clash.b, &conflict.clash.a, &conflict.clash.base_a)
+        }
     };
-    if conflict.rejected {
+    if conflict.clash.rejected {
         format!(
             "{}: rejected change on {loser} ({lost_was} → {lost}): {winner} owns it, put back to {won} [{}]",
-            conflict.field, conflict.rule
+            conflict.clash.field, conflict.clash.rule
         )
     } else {
         format!(
             "{}: changed on both sides (a {} → {}, b {} → {}): {winner} wins with {won} [{}]",
-            conflict.field, conflict.base_a, conflict.a, conflict.base_b, conflict.b, conflict.rule
+            conflict.clash.field,
+            conflict.clash.base_a,
+            conflict.clash.a,
+            conflict.clash.base_b,
+            conflict.clash.b,
+            conflict.clash.rule
         )
     }
 }

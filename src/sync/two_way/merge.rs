@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::config::stream::{ConflictRule, Side};
+use crate::store::Clash;
 use crate::sync::watermark;
 
 /// The rule of one shared field.
@@ -60,20 +61,6 @@ pub struct Write {
     pub reason: Reason,
     /// The rule that decided it, for people: "owner a", "last_write_wins (b newer)".
     pub rule: String,
-}
-
-/// A field changed on both sides (or a rejected change), for the conflict log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Clash {
-    pub field: String,
-    pub a: Value,
-    pub b: Value,
-    pub base_a: Value,
-    pub base_b: Value,
-    pub winner: Side,
-    pub rule: String,
-    /// A change on the side that does not own the field, undone.
-    pub rejected: bool,
 }
 
 /// What the merge of one pair decided.
