@@ -14,31 +14,14 @@ use serde_json::{json, Value};
 use crate::support::{code, stderr, stdout};
 
 /// One-way CRM contacts → billing customers, as the tests vary it.
-const PIPELINE: &str = r#"
+const PIPELINE: &str = concat!(
+    r#"
 version: 1
 name: contacts
 state: { path: state }
-systems:
-  crm:
-    type: http
-    base_url: "{{ env.CRM_URL }}"
-    auth:
-      type: oauth2
-      grant: refresh_token
-      token_url: "{{ env.CRM_URL }}/oauth/token"
-      client_id: "{{ secret.CRM_CLIENT_ID }}"
-      client_secret: "{{ secret.CRM_CLIENT_SECRET }}"
-      refresh_token: "{{ secret.CRM_REFRESH_TOKEN }}"
-    retry: { max_attempts: 10, initial_backoff: 5ms, max_backoff: 50ms }
-    timeouts: { request: 2s }
-  billing:
-    type: http
-    base_url: "{{ env.BILLING_URL }}"
-    auth: { type: api_key, name: X-Api-Key, value: "{{ secret.BILLING_API_KEY }}" }
-    limits: { max_in_flight: 8 }
-    retry: { max_attempts: 10, initial_backoff: 5ms, max_backoff: 50ms }
-    timeouts: { request: 2s }
-streams:
+"#,
+    sandbox_systems!(),
+    r#"streams:
   contacts:
     source_of_truth: crm
     source:
@@ -66,7 +49,8 @@ streams:
       email: { from: "$.email" }
       name: { template: "{{ record.first_name }} {{ record.last_name }}" }
       crm_id: { from: "$.id" }
-"#;
+"#
+);
 
 /// A sandbox, a temp dir with a pipeline file, and the runner binary.
 pub struct World {

@@ -16,32 +16,14 @@ use crate::support::{code, stderr, stdout};
 
 /// email is the CRM's, plan is billing's (CRM calls it `tier`), notes and phone are
 /// anyone's: the later edit wins.
-const PIPELINE: &str = r#"
+const PIPELINE: &str = concat!(
+    r#"
 version: 1
 name: two-way
 state: { path: state }
-systems:
-  crm:
-    type: http
-    base_url: "{{ env.CRM_URL }}"
-    auth:
-      type: oauth2
-      grant: refresh_token
-      token_url: "{{ env.CRM_URL }}/oauth/token"
-      client_id: "{{ secret.CRM_CLIENT_ID }}"
-      client_secret: "{{ secret.CRM_CLIENT_SECRET }}"
-      refresh_token: "{{ secret.CRM_REFRESH_TOKEN }}"
-    limits: { max_in_flight: 8 }
-    retry: { max_attempts: 10, initial_backoff: 5ms, max_backoff: 50ms }
-    timeouts: { request: 2s }
-  billing:
-    type: http
-    base_url: "{{ env.BILLING_URL }}"
-    auth: { type: api_key, name: X-Api-Key, value: "{{ secret.BILLING_API_KEY }}" }
-    limits: { max_in_flight: 8 }
-    retry: { max_attempts: 10, initial_backoff: 5ms, max_backoff: 50ms }
-    timeouts: { request: 2s }
-streams:
+"#,
+    sandbox_systems!(),
+    r#"streams:
   customers:
     sync: two_way
     sides:
@@ -84,7 +66,8 @@ streams:
     clock_skew: 100ms
     deletes: soft
     max_delete_fraction: 50%
-"#;
+"#
+);
 
 fn world() -> World {
     World::new(SandboxConfig::default(), PIPELINE)
