@@ -104,17 +104,7 @@ impl TwoWayRun<'_> {
                 Side::B => self.store.source_id(&self.name, &id)?,
             };
             if let Some(a_id) = a_id {
-                if let Some(synced) = self.store.synced(&self.name, &a_id)? {
-                    found.insert(
-                        a_id.clone(),
-                        Gone {
-                            side,
-                            a_id,
-                            b_id: synced.target_id,
-                            base: synced.base,
-                        },
-                    );
-                }
+                found.extend(self.pair_gone(side, a_id)?.map(|g| (g.a_id.clone(), g)));
             }
         }
         if self.options.full {
@@ -124,22 +114,21 @@ impl TwoWayRun<'_> {
                     (false, _) => Side::A,
                     (true, false) => Side::B,
                 };
-                if found.contains_key(&a_id) {
-                    continue;
-                }
-                if let Some(synced) = self.store.synced(&self.name, &a_id)? {
-                    found.insert(
-                        a_id.clone(),
-                        Gone {
-                            side,
-                            a_id,
-                            b_id,
-                            base: synced.base,
-                        },
-                    );
+                if !found.contains_key(&a_id) {
+                    found.extend(self.pair_gone(side, a_id)?.map(|g| (g.a_id.clone(), g)));
                 }
             }
         }
         Ok(found.into_values().filter(|g| !g.base.deleted).collect())
+    }
+
+    /// The pair of `a_id`, gone on `side`, as last synced (none if it is not paired).
+    fn pair_gone(&self, side: Side, a_id: String) -> Result<Option<Gone>, SyncError> {
+        Ok(self.store.synced(&self.name, &a_id)?.map(|synced| Gone {
+            side,
+            a_id,
+            b_id: synced.target_id,
+            base: synced.base,
+        }))
     }
 }
