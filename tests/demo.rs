@@ -61,6 +61,20 @@ fn the_fast_demo_survives_every_unhappy_path_without_duplicates() {
     assert!(figure(&report, "429s honoured") > 0, "{shown}");
     assert!(report.contains("\nOK: "), "{shown}");
 
+    // Part two: a two-way stream edited on both sides.
+    let pairs = figure(&report, "pairs in sync");
+    assert_eq!(figure(&report, "CRM contacts"), pairs, "{shown}");
+    assert_eq!(figure(&report, "billing customers"), pairs, "{shown}");
+    assert_eq!(figure(&report, "owner's changes copied"), 5, "{shown}");
+    assert_eq!(figure(&report, "changes rejected"), 3, "{shown}");
+    assert_eq!(figure(&report, "conflicts settled"), 4, "{shown}");
+    assert_eq!(figure(&report, "writes after the sync"), 0, "{shown}");
+    assert!(
+        report.contains("[conflict: last_write_wins (b newer)]")
+            && report.contains("[reverted: owner a]"),
+        "the plan shows each rule: {shown}"
+    );
+
     let pipeline = demo_dir.join("pipeline.yaml");
     let pipeline = pipeline.to_str().expect("utf-8 path");
     assert!(
@@ -74,6 +88,13 @@ fn the_fast_demo_survives_every_unhappy_path_without_duplicates() {
     assert_eq!(code(&history), 0, "{}", stderr(&history));
     let validate = run(dir.path(), &["validate", pipeline]);
     assert_eq!(code(&validate), 0, "{}", stderr(&validate));
+    let two_way = demo_dir.join("two-way.yaml");
+    let two_way = two_way.to_str().expect("utf-8 path");
+    let conflicts = run(dir.path(), &["conflicts", two_way, "--format", "json"]);
+    assert_eq!(code(&conflicts), 0, "{}", stderr(&conflicts));
+    let logged: serde_json::Value =
+        serde_json::from_str(&stdout(&conflicts)).expect("conflicts as JSON");
+    assert_eq!(logged.as_array().map(Vec::len), Some(7), "{logged}");
 }
 
 #[test]

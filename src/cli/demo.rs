@@ -1,8 +1,11 @@
-//! `runner demo`: a one-way sync against the sandbox APIs with the unhappy paths on.
+//! `runner demo`: a one-way sync against the sandbox APIs with the unhappy paths on,
+//! then a two-way one.
 //!
 //! The flow, one printed step each: start the sandbox, seed it, write and validate the
 //! pipeline, run `runner apply` and kill it half-way, run it again to the end, run it
-//! a third time over unchanged data — then report from the store and the target. The
+//! a third time over unchanged data — then report from the store and the target. Part
+//! two: a second sandbox, the two-way pipeline's first sync, edits on both sides, the
+//! plan and the run that settles them, quiet runs — then both systems read back. The
 //! pieces live in [`crate::demo`]; this file only strings them together and prints.
 
 use std::path::{Path, PathBuf};
@@ -15,10 +18,11 @@ use crate::demo::check::TargetCheck;
 use crate::demo::pipeline::{self, STREAM};
 use crate::demo::report::{Report, Runs, StoreFacts};
 use crate::demo::runs::{self, Finished, Killed, Runner, Traffic};
-use crate::demo::scenario::{Scenario, Size};
+use crate::demo::scenario::{sandbox_env, start_sandbox, Scenario, Size};
+use crate::demo::two_way::{self, Edits, TwoWayCheck};
 use crate::demo::work_dir;
 use crate::exit::Exit;
-use crate::store::{state_dir, SledStore};
+use crate::store::{state_dir, SledStore, Store};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -102,9 +106,112 @@ fn demo(args: &DemoArgs) -> anyhow::Result<Exit> {
         runs,
     };
     print!("{}", report.render());
-    let exit = verdict(&report, started.elapsed());
-    look_around(&written.file, &exe);
+    let mut problems = report.problems();
+
+    let part_two = two_way_part(&exe, &dir)?;
+    print!("{}", part_two.check.render());
+    problems.extend(part_two.check.problems(&part_two.edits));
+    problems.extend(part_two.failed_runs);
+
+    let exit = verdict(&problems, scenario.refused.len(), started.elapsed());
+    look_around(&written.file, &part_two.file, &exe);
     Ok(exit)
+}
+
+/// What part two found.
+struct PartTwo {
+    check: TwoWayCheck,
+    edits: Edits,
+    /// The two-way pipeline file.
+    file: PathBuf,
+    /// Runs that did not exit 0, as problems.
+    failed_runs: Vec<String>,
+}
+
+/// Steps 7 to 9: a two-way stream against a sandbox of its own — the first sync, edits
+/// on both sides and the run that settles them, then runs that must send nothing.
+fn two_way_part(exe: &Path, dir: &Path) -> anyhow::Result<PartTwo> {
+    println!(
+        "
+Part two: two-way sync — people edit customers in the CRM and in billing
+"
+    );
+    let sandbox = start_sandbox()?;
+    two_way::seed(&sandbox);
+    let written = pipeline::write_file(dir, two_way::FILE_NAME, two_way::PIPELINE)?;
+    let runner = Runner {
+        exe: exe.to_path_buf(),
+        file: written.file.clone(),
+        env: sandbox_env(&sandbox),
+    };
+    step(
+        7,
+        &format!(
+            "a new sandbox: {} CRM contacts, {} billing customers, {} of them the same people (same email); wrote {} (valid)",
+            sandbox.crm().len(),
+            sandbox.billing().len(),
+            two_way::EXISTING,
+            written.file.display()
+        ),
+    );
+    detail("the CRM owns email, billing owns plan, notes go to whoever edits last");
+    detail("run 1 links the pairs by email; each side gets the records and the fields it lacks:");
+    let mut failed_runs = Vec::new();
+    let mut check_exit = |what: &str, run: &Finished| {
+        if run.code != Some(0) {
+            failed_runs.push(format!(
+                "two-way: {what} ended with exit code {:?}",
+                run.code
+            ));
+        }
+    };
+    let first = runner.run(&sandbox, &["apply"])?;
+    tell_finished(&first);
+    check_exit("the first run", &first);
+
+    let edits = two_way::edit(&sandbox);
+    step(
+        8,
+        &format!(
+            "in billing, {} plans and {} emails change; {} notes are edited on both sides, one after the other; a contact and a customer are added. `runner plan` shows each write, its direction and the rule behind it:",
+            edits.plans.len(),
+            edits.hijacked.len(),
+            edits.notes.len()
+        ),
+    );
+    indent(&runner.run(&sandbox, &["plan"])?.stdout);
+    detail("runner apply:");
+    let settle = runner.run(&sandbox, &["apply"])?;
+    tell_finished(&settle);
+    check_exit("the run after the edits", &settle);
+
+    step(
+        9,
+        &format!(
+            "{} more runs without edits: each side returns the runner's own writes, with new timestamps",
+            two_way::QUIET_RUNS
+        ),
+    );
+    let before = two_way::writes(&sandbox);
+    for _ in 0..two_way::QUIET_RUNS {
+        let run = runner.run(&sandbox, &["apply"])?;
+        if run.code != Some(0) {
+            tell_finished(&run);
+        }
+        check_exit("a run without edits", &run);
+    }
+    let echo = two_way::writes(&sandbox) - before;
+    detail(&format!("{echo} writes sent"));
+
+    let state = state_dir(&written.pipeline, &written.file);
+    let store = SledStore::open(&state).context("cannot open the two-way state store")?;
+    let logged = store.conflicts(None, usize::MAX)?;
+    Ok(PartTwo {
+        check: TwoWayCheck::of(&sandbox, &edits, &logged, echo),
+        edits,
+        file: written.file,
+        failed_runs,
+    })
 }
 
 /// Steps 4 to 6: the killed run, the run that resumes, the run with nothing to do.
@@ -198,19 +305,18 @@ fn seconds(duration: Duration) -> String {
 }
 
 /// Prints the verdict; any problem is a failed demo.
-fn verdict(report: &Report, took: Duration) -> Exit {
-    let problems = report.problems();
+fn verdict(problems: &[String], refused: usize, took: Duration) -> Exit {
     if problems.is_empty() {
         println!(
             "\nOK: every contact billing accepts is there exactly once — after a crash, expired tokens, \
-             429s and 5xx — and the {} it refuses wait in the dead-letter queue. ({} in all)",
-            report.scenario.refused.len(),
+             429s and 5xx — and the {refused} it refuses wait in the dead-letter queue; edited on both \
+             sides, CRM and billing agree field by field, by the rules, without echo. ({} in all)",
             seconds(took)
         );
         return Exit::Success;
     }
-    println!("\n!!! DEMO FAILED: billing does not mirror the CRM as it must !!!");
-    for problem in &problems {
+    println!("\n!!! DEMO FAILED: the systems do not agree as they must !!!");
+    for problem in problems {
         println!("  - {problem}");
     }
     eprintln!(
@@ -221,14 +327,15 @@ fn verdict(report: &Report, took: Duration) -> Exit {
 }
 
 /// The commands that read the state the demo leaves behind.
-fn look_around(file: &Path, exe: &Path) {
+fn look_around(file: &Path, two_way_file: &Path, exe: &Path) {
     let file = file.display();
-    println!("\nThe pipeline and its state stay in place. Look around:");
+    println!("\nThe pipelines and their state stay in place. Look around:");
     for command in [
         format!("runner status {file}"),
         format!("runner history {file}"),
         format!("runner dead-letters {file} list"),
         format!("runner mappings {file} --stream {STREAM}"),
+        format!("runner conflicts {}", two_way_file.display()),
     ] {
         println!("  {command}");
     }

@@ -88,7 +88,8 @@ pub enum Command {
     Secrets(SecretsArgs),
     /// Manage a pipeline's state: `state reset` makes a stream start from scratch.
     State(state::StateArgs),
-    /// Run a sync end to end against built-in sandbox APIs, with the unhappy paths on.
+    /// Run a sync end to end against built-in sandbox APIs, with the unhappy paths on
+    /// (a crash, expiring tokens, 429s, 5xx), then a two-way sync edited on both sides.
     /// Needs no setup.
     Demo(demo::DemoArgs),
     /// Serve the sandbox APIs (a CRM and a billing system) on loopback, to try

@@ -1,13 +1,16 @@
 //! `runner demo`: a one-way sync against the sandbox APIs with the unhappy paths on —
 //! expiring tokens, 429s, 5xx, records the target refuses, records that already exist
 //! there, and a run killed half-way — then proof, read back from the state store and
-//! from the target, that every record arrived exactly once.
+//! from the target, that every record arrived exactly once. Then part two: a two-way
+//! stream whose records people edit on both sides, and proof that both systems agree
+//! by the rules, with nothing echoed back.
 //!
 //! - [`scenario`]: the sandbox with its faults switched on, and the seeded records.
 //! - [`pipeline`]: the pipeline the demo writes and validates.
 //! - [`runs`]: `runner apply` as child processes, one of them killed on purpose.
 //! - [`check`]: billing read back and compared with the CRM, customer by customer.
 //! - [`report`]: what the store and the target hold afterwards, and the verdict.
+//! - [`two_way`]: part two — a two-way stream edited on both sides, and its check.
 //!
 //! The command line ([`crate::cli`]) strings these together and prints as it goes.
 
@@ -16,6 +19,7 @@ pub mod pipeline;
 pub mod report;
 pub mod runs;
 pub mod scenario;
+pub mod two_way;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -82,8 +82,13 @@ pub struct Written {
 /// Writes the pipeline into `dir` and checks it as `runner validate` does. Returns
 /// it, or every diagnostic if it does not validate (a bug in the demo).
 pub fn write(dir: &Path) -> anyhow::Result<Written> {
-    let file = dir.join(FILE_NAME);
-    std::fs::write(&file, PIPELINE).with_context(|| format!("cannot write {}", file.display()))?;
+    write_file(dir, FILE_NAME, PIPELINE)
+}
+
+/// Writes `text` as `dir/name` and checks it as `runner validate` does.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> anyhow::Result<Written> {
+    let file = dir.join(name);
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     let checked = check_file(&file);
     let problems: Vec<String> = checked
         .diagnostics

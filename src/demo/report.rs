@@ -367,13 +367,13 @@ fn explain(letter: &DeadLetter) -> String {
 }
 
 /// One figure of the report: label, value, what it means.
-fn figure(out: &mut String, label: &str, value: impl std::fmt::Display, note: &str) {
+pub(super) fn figure(out: &mut String, label: &str, value: impl std::fmt::Display, note: &str) {
     let line = format!("  {label:<24} {value:>6}   {note}");
     let _ = writeln!(out, "{}", line.trim_end());
 }
 
 /// The first few ids of a list, for a message.
-fn sample(ids: &[impl AsRef<str>]) -> String {
+pub(super) fn sample(ids: &[impl AsRef<str>]) -> String {
     let shown: Vec<&str> = ids.iter().take(5).map(AsRef::as_ref).collect();
     let more = ids.len().saturating_sub(shown.len());
     if more > 0 {

@@ -59,8 +59,7 @@ pub struct Scenario {
 impl Scenario {
     /// Starts the sandbox and seeds it.
     pub fn start(size: Size) -> anyhow::Result<Scenario> {
-        let sandbox = Sandbox::start(config())?;
-        sandbox.crm().set_refresh_reuse_interval(REFRESH_REUSE);
+        let sandbox = start_sandbox()?;
         let (refused, existing) = seed(&sandbox, size.contacts);
         Ok(Scenario {
             contacts: sandbox.crm().len(),
@@ -73,17 +72,7 @@ impl Scenario {
     /// What `runner apply` needs to reach the sandbox: URLs and credentials (sandbox
     /// credentials, fine to pass around).
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("CRM_URL", self.sandbox.crm().base_url()),
-            ("BILLING_URL", self.sandbox.billing().base_url()),
-            ("CRM_CLIENT_ID", sandbox::CRM_CLIENT_ID.to_string()),
-            ("CRM_CLIENT_SECRET", sandbox::CRM_CLIENT_SECRET.to_string()),
-            ("CRM_REFRESH_TOKEN", sandbox::CRM_REFRESH_TOKEN.to_string()),
-            ("BILLING_API_KEY", sandbox::BILLING_API_KEY.to_string()),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value))
-        .collect()
+        sandbox_env(&self.sandbox)
     }
 
     /// Customers the runs must create: contacts neither refused nor already in billing.
@@ -109,6 +98,29 @@ impl Scenario {
             ),
         ]
     }
+}
+
+/// What `runner apply` needs to reach `sandbox`: URLs and credentials (sandbox
+/// credentials, fine to pass around).
+pub fn sandbox_env(sandbox: &Sandbox) -> Vec<(String, String)> {
+    [
+        ("CRM_URL", sandbox.crm().base_url()),
+        ("BILLING_URL", sandbox.billing().base_url()),
+        ("CRM_CLIENT_ID", sandbox::CRM_CLIENT_ID.to_string()),
+        ("CRM_CLIENT_SECRET", sandbox::CRM_CLIENT_SECRET.to_string()),
+        ("CRM_REFRESH_TOKEN", sandbox::CRM_REFRESH_TOKEN.to_string()),
+        ("BILLING_API_KEY", sandbox::BILLING_API_KEY.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect()
+}
+
+/// A sandbox with the unhappy paths on, the refresh tokens' grace period set.
+pub fn start_sandbox() -> anyhow::Result<Sandbox> {
+    let sandbox = Sandbox::start(config())?;
+    sandbox.crm().set_refresh_reuse_interval(REFRESH_REUSE);
+    Ok(sandbox)
 }
 
 /// The sandbox with the unhappy paths on; `runner sandbox` defaults otherwise.

@@ -204,19 +204,34 @@ impl StreamPlan {
             } else {
                 String::new()
             },
-            if self.conflicts.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", {} settled",
-                    count(self.conflicts.len() as u64, "conflict", "conflicts")
-                )
-            }
+            self.settled()
         ));
         if let Some(error) = &self.error {
             out.push_str(&format!("  ! {error}\n"));
         }
         out
+    }
+}
+
+impl StreamPlan {
+    /// ", 4 conflicts settled, 3 changes rejected" (the parts that are not zero).
+    fn settled(&self) -> String {
+        let rejected = self.conflicts.iter().filter(|c| c.clash.rejected).count() as u64;
+        let conflicts = self.conflicts.len() as u64 - rejected;
+        let mut text = String::new();
+        if conflicts > 0 {
+            text.push_str(&format!(
+                ", {} settled",
+                count(conflicts, "conflict", "conflicts")
+            ));
+        }
+        if rejected > 0 {
+            text.push_str(&format!(
+                ", {} rejected",
+                count(rejected, "change", "changes")
+            ));
+        }
+        text
     }
 }
 
