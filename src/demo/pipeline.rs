@@ -12,18 +12,11 @@ pub const FILE_NAME: &str = "pipeline.yaml";
 /// The stream the demo syncs (the key under `streams`).
 pub const STREAM: &str = "contacts";
 
-/// One-way CRM contacts → billing customers. Its state lives in `state/` beside it, so
-/// `runner status|history|dead-letters <dir>/pipeline.yaml` work after the demo.
-pub const PIPELINE: &str = r#"# Written by `runner demo`: CRM contacts mirrored into billing customers.
-#
-# The sandbox APIs it ran against are gone when the demo ends; the state below stays,
-# so `runner status`, `history`, `dead-letters` and `mappings` work on this file.
-version: 1
-name: demo-contacts-to-billing
-description: Every CRM contact has exactly one billing customer.
-state: { path: state }
-
-systems:
+/// The sandbox's CRM and billing as the demo's pipelines declare them: a macro so that
+/// each pipeline stays one constant (`concat!`) and a file that stands on its own.
+macro_rules! systems {
+    () => {
+        r#"systems:
   crm:
     type: http
     base_url: "{{ env.CRM_URL }}"
@@ -43,7 +36,26 @@ systems:
     retry: { max_attempts: 8, initial_backoff: 20ms, max_backoff: 2s }
     timeouts: { request: 10s }
 
-streams:
+"#
+    };
+}
+pub(super) use systems;
+
+/// One-way CRM contacts → billing customers. Its state lives in `state/` beside it, so
+/// `runner status|history|dead-letters <dir>/pipeline.yaml` work after the demo.
+pub const PIPELINE: &str = concat!(
+    r#"# Written by `runner demo`: CRM contacts mirrored into billing customers.
+#
+# The sandbox APIs it ran against are gone when the demo ends; the state below stays,
+# so `runner status`, `history`, `dead-letters` and `mappings` work on this file.
+version: 1
+name: demo-contacts-to-billing
+description: Every CRM contact has exactly one billing customer.
+state: { path: state }
+
+"#,
+    systems!(),
+    r#"streams:
   contacts:
     source_of_truth: crm               # billing mirrors the CRM, never the other way
     source:
@@ -70,7 +82,8 @@ streams:
       email: { from: "$.email" }
       name: { template: "{{ record.first_name }} {{ record.last_name }}" }
       crm_id: { from: "$.id" }
-"#;
+"#
+);
 
 /// The pipeline file as written, and as `runner` reads it.
 #[derive(Debug)]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::pipeline::systems;
 use super::report::{figure, sample};
 use crate::sandbox::Sandbox;
 use crate::store::Conflict;
@@ -29,7 +30,8 @@ const BETWEEN_EDITS: Duration = Duration::from_millis(1_200);
 /// No-echo runs after the edits have been synced.
 pub const QUIET_RUNS: usize = 3;
 
-pub const PIPELINE: &str = r#"# Written by `runner demo`: customers kept in sync both ways between the CRM (side a)
+pub const PIPELINE: &str = concat!(
+    r#"# Written by `runner demo`: customers kept in sync both ways between the CRM (side a)
 # and billing (side b). Every shared field says who wins:
 #   email  the CRM owns it: a change made in billing is put back (a rejected change);
 #   plan   billing owns it (the CRM calls it `tier`);
@@ -40,25 +42,9 @@ name: demo-customers-two-way
 description: CRM contacts and billing customers, edited on both sides.
 state: { path: state-two-way }
 
-systems:
-  crm:
-    type: http
-    base_url: "{{ env.CRM_URL }}"
-    auth:
-      type: oauth2
-      grant: refresh_token
-      token_url: "{{ env.CRM_URL }}/oauth/token"
-      client_id: "{{ secret.CRM_CLIENT_ID }}"
-      client_secret: "{{ secret.CRM_CLIENT_SECRET }}"
-      refresh_token: "{{ secret.CRM_REFRESH_TOKEN }}"
-  billing:
-    type: http
-    base_url: "{{ env.BILLING_URL }}"
-    auth: { type: api_key, name: X-Api-Key, value: "{{ secret.BILLING_API_KEY }}" }
-    limits: { requests_per_second: 330, max_in_flight: 8 }
-    retry: { max_attempts: 8, initial_backoff: 20ms, max_backoff: 2s }
-
-streams:
+"#,
+    systems!(),
+    r#"streams:
   customers:
     sync: two_way
     sides:
@@ -93,7 +79,8 @@ streams:
       plan: { a: "$.tier", b: "$.plan", owner: b }
       notes: { a: "$.notes", b: "$.note", conflict: last_write_wins }
     clock_skew: 1s
-"#;
+"#
+);
 
 /// Seeds the sandbox: `CONTACTS` CRM contacts, billing customers for the first
 /// `EXISTING` (the sandbox's fake records of one index share their email), and one
