@@ -57,7 +57,7 @@ const CHANGED: usize = 100;
 const SETUP_BATCH: usize = 10_000;
 const STREAM: &str = "contacts";
 
-const SCENARIOS: [&str; 4] = ["create", "create-idem", "incremental", "jsonl"];
+const SCENARIOS: [&str; 5] = ["create", "create-idem", "incremental", "jsonl", "two-way"];
 
 /// Goals.
 const CREATE_RATIO: f64 = 0.7;
@@ -243,6 +243,11 @@ median of {repeat} runs (peak RSS: the highest); sandbox on loopback in the pare
         rows.extend([bare, row, smaller]);
     }
 
+    if options.wants("two-way") {
+        // Figures only: no goal is set for two-way streams.
+        rows.extend(measure_two_way(options, creates / 10));
+    }
+
     println!();
     println!("{}", header());
     for row in &rows {
@@ -402,6 +407,57 @@ streams:
       email: {{ from: "$.email" }}
       name: {{ template: "{{{{ record.first_name }}}} {{{{ record.last_name }}}}" }}
       updated_at: {{ from: "$.updated_at" }}
+"#
+    )
+}
+
+/// CRM contacts ↔ billing customers, both ways (the shape of
+/// pipelines/two-way-customers.yaml).
+fn two_way_pipeline() -> String {
+    format!(
+        r#"version: 1
+name: bench-two-way
+state: {{ path: state }}
+systems:{CRM_SYSTEM}  billing:
+    type: http
+    base_url: "{{{{ env.BILLING_URL }}}}"
+    auth: {{ type: api_key, name: X-Api-Key, value: "{{{{ secret.BILLING_API_KEY }}}}" }}
+    limits: {{ max_in_flight: {IN_FLIGHT} }}
+streams:
+  customers:
+    sync: two_way
+    sides:
+      a:
+        system: crm
+        read:
+          path: /contacts
+          params: {{ updated_since: "{{{{ watermark }}}}", limit: {PAGE} }}
+          records: "$.data[*]"
+          paginate: {{ style: cursor, cursor: "$.next_cursor", param: cursor }}
+        id: "$.id"
+        updated_at: "$.updated_at"
+        create: {{ method: POST, path: /contacts, id: "$.id" }}
+        update: {{ method: PATCH, path: "/contacts/{{{{ target_id }}}}" }}
+        idempotency_header: Idempotency-Key
+      b:
+        system: billing
+        read:
+          path: /customers
+          params: {{ updated_since: "{{{{ watermark }}}}" }}
+          records: "$.items[*]"
+          paginate: {{ style: page, param: page, size_param: per_page, size: {PAGE} }}
+        id: "$.id"
+        updated_at: "$.updated_at"
+        incremental: {{ filter: inclusive }}
+        create: {{ method: POST, path: /customers, id: "$.id" }}
+        update: {{ method: PATCH, path: "/customers/{{{{ target_id }}}}" }}
+        idempotency_header: Idempotency-Key
+    match_on: [email]
+    fields:
+      email: {{ a: "$.email", b: "$.email", owner: a }}
+      plan: {{ a: "$.tier", b: "$.plan", owner: b }}
+      notes: {{ a: "$.notes", b: "$.note", conflict: last_write_wins }}
+    clock_skew: 1s
 "#
     )
 }
@@ -757,6 +813,73 @@ fn measure_incremental(options: &Options, records: usize) -> [Row; 2] {
         )
     });
     [first, steady]
+}
+
+// --- two-way ---------------------------------------------------------------------
+
+/// Two-way runs over `pairs` CRM contacts, half of them already in billing (same
+/// email): the first sync (links half, creates half in billing, fills the CRM's plan
+/// and notes from billing), the run after it (each side returns the runner's writes:
+/// read, recognised, nothing sent), and a run with `CHANGED` edits on each side.
+fn measure_two_way(options: &Options, pairs: usize) -> Vec<Row> {
+    let world = World::new(&two_way_pipeline());
+    world.sandbox.crm().seed(pairs);
+    world.sandbox.billing().seed(pairs / 2);
+    let writes = |sandbox: &Sandbox| {
+        let (crm, billing) = (sandbox.crm().stats(), sandbox.billing().stats());
+        crm.creates + crm.updates + billing.creates + billing.updates
+    };
+    let mut rows = Vec::new();
+    let mut row = |name: &str, label: &str, records: usize, rate: bool| {
+        let before = writes(&world.sandbox);
+        let (seconds, peak_kib) = world.apply(options, label);
+        let run = world.last_run();
+        let counts = &run.streams[0];
+        rows.push(Row {
+            name: format!("runner apply: two-way, {name}"),
+            records: records as u64,
+            seconds,
+            peak_kib,
+            note: String::new(),
+            detail: format!(
+                "read {}, linked {}, created {}, updated {}, {} writes sent; stream {} ms",
+                counts.read,
+                counts.linked,
+                counts.created,
+                counts.updated,
+                writes(&world.sandbox) - before,
+                counts.duration_ms
+            ),
+            rate,
+        });
+    };
+    row("first sync", "two-way-first", pairs, true);
+    assert_eq!(
+        world.sandbox.billing().len(),
+        pairs,
+        "every contact has a customer"
+    );
+    row("its writes read back", "two-way-echo", pairs, false);
+    let contacts = world.sandbox.crm().records();
+    let customers = world.sandbox.billing().records();
+    for (n, (contact, customer)) in contacts.iter().zip(&customers).take(CHANGED).enumerate() {
+        let id = |r: &Value| r["id"].as_str().unwrap_or_default().to_string();
+        world
+            .sandbox
+            .crm()
+            .update(&id(contact), json!({ "notes": format!("crm edit {n}") }));
+        world
+            .sandbox
+            .billing()
+            .update(&id(customer), json!({ "plan": format!("plan {n}") }));
+    }
+    row(
+        &format!("{CHANGED} + {CHANGED} changed"),
+        "two-way-changed",
+        pairs,
+        false,
+    );
+    rows
 }
 
 fn copy_dir(from: &Path, to: &Path) {
