@@ -340,6 +340,17 @@ fn last_write_wins_both_ways() {
     assert_eq!(log[1]["a"], "crm says");
     assert_eq!(log[1]["b"], "billing says");
     assert_eq!(log[1]["base_a"], "n0");
+    // The times last-write-wins compared are kept, and shown.
+    let (a_at, b_at) = (
+        log[1]["a_updated_at"].as_str().unwrap_or_default(),
+        log[1]["b_updated_at"].as_str().unwrap_or_default(),
+    );
+    assert!(!b_at.is_empty() && a_at > b_at, "a {a_at} vs b {b_at}");
+    let text = stdout(&world.run(&["conflicts"]));
+    assert!(
+        text.contains(&format!("a updated {a_at}, b updated {b_at}")),
+        "{text}"
+    );
 }
 
 #[test]

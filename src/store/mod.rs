@@ -250,6 +250,12 @@ pub struct Clash {
     pub rule: String,
     /// A change on the side that does not own the field, put back.
     pub rejected: bool,
+    /// For a field changed on both sides, each record's `updated_at` as read: what
+    /// last-write-wins compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a_updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_updated_at: Option<String>,
 }
 
 /// A clash as the conflict log keeps it: which pair, which run, when.

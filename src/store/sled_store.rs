@@ -836,6 +836,8 @@ mod tests {
                 winner: Side::A,
                 rule: "last_write_wins (a newer)".into(),
                 rejected: false,
+                a_updated_at: Some("2026-12-04T09:59:58Z".into()),
+                b_updated_at: Some("2026-12-04T09:59:50Z".into()),
             },
             run,
             at: "2026-12-04T10:00:00Z".into(),

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{pipeline_and_store, stdout, when, write_json, Done};
 use crate::cli::{load, OutputFormat};
+use crate::config::stream::Side;
 use crate::exit::Exit;
 use crate::store::{Conflict, Store};
 
@@ -65,30 +66,26 @@ fn write_text(out: &mut impl Write, conflicts: &[Conflict]) -> io::Result<()> {
 
 /// One conflict in a line: what each side did to the field and who won by which rule.
 pub(super) fn describe(conflict: &Conflict) -> String {
-    let winner = conflict.clash.winner.as_str();
-    let loser = conflict.clash.winner.other().as_str();
-    let (won, lost, lost_was) = match conflict.clash.winner {
-        crate::config::stream::Side::A => {
-            (&conflict.clash.a, &conflict.clash.b, &conflict.clash.base_b)
-        }
-        crate::config::stream::Side::B => {
-            (&conflict.clash.b, &conflict.clash.a, &conflict.clash.base_a)
-        }
+    let clash = &conflict.clash;
+    let winner = clash.winner.as_str();
+    let loser = clash.winner.other().as_str();
+    let (won, lost, lost_was) = match clash.winner {
+        Side::A => (&clash.a, &clash.b, &clash.base_b),
+        Side::B => (&clash.b, &clash.a, &clash.base_a),
     };
-    if conflict.clash.rejected {
-        format!(
+    if clash.rejected {
+        return format!(
             "{}: rejected change on {loser} ({lost_was} → {lost}): {winner} owns it, put back to {won} [{}]",
-            conflict.clash.field, conflict.clash.rule
-        )
-    } else {
-        format!(
-            "{}: changed on both sides (a {} → {}, b {} → {}): {winner} wins with {won} [{}]",
-            conflict.clash.field,
-            conflict.clash.base_a,
-            conflict.clash.a,
-            conflict.clash.base_b,
-            conflict.clash.b,
-            conflict.clash.rule
-        )
+            clash.field, clash.rule
+        );
     }
+    // The times last-write-wins compared, so the decision can be checked.
+    let times = match (&clash.a_updated_at, &clash.b_updated_at) {
+        (Some(a), Some(b)) => format!("; a updated {a}, b updated {b}"),
+        _ => String::new(),
+    };
+    format!(
+        "{}: changed on both sides (a {} → {}, b {} → {}): {winner} wins with {won} [{}{times}]",
+        clash.field, clash.base_a, clash.a, clash.base_b, clash.b, clash.rule
+    )
 }

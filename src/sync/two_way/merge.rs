@@ -153,6 +153,8 @@ pub fn merge(
                             winner,
                             rule: rule_text.clone(),
                             rejected: false,
+                            a_updated_at: a.and_then(|s| s.updated_at.clone()),
+                            b_updated_at: b.and_then(|s| s.updated_at.clone()),
                         });
                     }
                     push(
@@ -208,6 +210,8 @@ fn decide_one(
             winner: changed.other(),
             rule: format!("owner {}", side_name(changed.other())),
             rejected: true,
+            a_updated_at: None,
+            b_updated_at: None,
         });
         push(
             merged,
