@@ -114,6 +114,7 @@ pub const NEW_PLAN: &str = "enterprise";
 /// does), and a new record on each side.
 pub fn edit(sandbox: &Sandbox) -> Edits {
     let pairs = pairs(sandbox);
+    // `pairs[email]` below cannot miss: every email comes from `pairs` itself.
     let mut emails: Vec<&String> = pairs.keys().collect();
     emails.sort();
     let (crm, billing) = (sandbox.crm(), sandbox.billing());
