@@ -73,6 +73,18 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The end of a stream's run: fine, unless `unresolved` creates are still in doubt
+    /// (they stay in the outbox for the next run).
+    pub(in crate::sync) fn unless_in_doubt(stream: &str, unresolved: u64) -> Result<(), SyncError> {
+        match unresolved {
+            0 => Ok(()),
+            count => Err(SyncError::InDoubt {
+                stream: stream.to_string(),
+                count,
+            }),
+        }
+    }
+
     /// The system to reconnect, if that is what stopped the stream.
     pub fn reconnect(&self) -> Option<&str> {
         match self {

@@ -202,13 +202,7 @@ impl<'a> StreamRun<'a> {
                 }
             }
         }
-        if self.unresolved > 0 {
-            return Err(SyncError::InDoubt {
-                stream: self.name.clone(),
-                count: self.unresolved,
-            });
-        }
-        Ok(())
+        SyncError::unless_in_doubt(&self.name, self.unresolved)
     }
 
     /// Resolves the outbox items an earlier run left behind, before anything new.

@@ -196,13 +196,7 @@ impl<'a> TwoWayRun<'a> {
             Some(letters) => self.retry(letters).await?,
             None => self.sync().await?,
         }
-        if self.unresolved > 0 {
-            return Err(SyncError::InDoubt {
-                stream: self.name.clone(),
-                count: self.unresolved,
-            });
-        }
-        Ok(())
+        SyncError::unless_in_doubt(&self.name, self.unresolved)
     }
 
     /// Resolves the outbox items an earlier run left behind, before anything new.
